@@ -1,0 +1,492 @@
+"""Clustering methods, one class per method.
+
+Each class declares its parameters as a schema (see :mod:`.schema`) and
+follows scikit-learn's conventions: ``__init__`` stores validated
+parameters, ``fit(X)`` returns ``self`` and sets ``labels_`` (int array,
+``-1`` for noise) and, for methods that have one, ``strength_`` (per-sample
+membership strength in ``[0, 1]``).
+
+Adding a method means adding one class here, decorated with
+``@METHODS.register``.
+"""
+
+import logging
+
+import numpy as np
+
+from .schema import Param, ParamError, Registry
+
+logger = logging.getLogger(__name__)
+
+METHODS = Registry("clustering method")
+
+_SEED = Param(
+    "random_state", int, 51, "Seed of the random number generator.", min=0
+)
+
+
+def _k_param(help_text="Number of clusters; empty picks k by silhouette."):
+    return Param("n_clusters", int, None, help_text, min=2, optional=True)
+
+
+# Bounds of the automatic choice of k, shared by every method that has it
+AUTO_K_PARAMS = (
+    Param(
+        "k_min", int, 2, "Smallest k tried when n_clusters is empty.", min=2
+    ),
+    Param(
+        "k_max", int, 30, "Largest k tried when n_clusters is empty.", min=2
+    ),
+)
+
+
+class ClusteringMethod:
+    """Base class of the clustering methods.
+
+    Class attributes:
+        name: the registry name, used as the ``<name>__<param>`` prefix
+        label: a human name for forms
+        description: one sentence for forms and docs
+        params: the parameter schema
+        density_based: whether the method finds clusters of arbitrary shape
+            and labels noise; such methods reduce features with UMAP first
+            by default
+        k_param: the name of the parameter that sets the number of clusters,
+            if the method has one that may be chosen automatically
+        max_samples: the largest input the method handles (memory grows
+            quadratically for some), or ``None``
+    """
+
+    name = None
+    label = None
+    description = None
+    params = ()
+    density_based = False
+    k_param = None
+    max_samples = None
+
+    def __init__(self, **params):
+        self.params_ = METHODS.resolve(self.name, params)
+
+    def check_input(self, X):
+        """Raises a :class:`ParamError` if ``X`` cannot be clustered."""
+        n = len(X)
+        if n < 2:
+            raise ParamError(
+                f"Clustering needs at least 2 samples; the input has {n}"
+            )
+        if self.max_samples is not None and n > self.max_samples:
+            raise ParamError(
+                f"Method '{self.name}' needs memory quadratic in the number "
+                f"of samples and supports at most {self.max_samples:,}; the "
+                f"input has {n:,}. Use kmeans, minibatch_kmeans, birch or "
+                f"hdbscan, or cluster a smaller view"
+            )
+        k = self.params_.get(self.k_param) if self.k_param else None
+        if k is not None and k > n:
+            raise ParamError(
+                f"{self.name}__{self.k_param}={k} is larger than the number "
+                f"of samples ({n})"
+            )
+
+    def fit(self, X):
+        """Clusters the rows of ``X`` (float32, n x d); returns ``self``."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        self.check_input(X)
+        labels, strength = self._fit(X)
+        self.labels_ = np.asarray(labels, dtype=np.int64)
+        self.strength_ = strength
+        return self
+
+    def _fit(self, X):
+        """Returns ``(labels, strength or None)``."""
+        raise NotImplementedError
+
+
+@METHODS.register
+class KMeans(ClusteringMethod):
+    """k-means: k-means++ seeding on a sample, then Lloyd iterations with
+    faiss over all points (scikit-learn where faiss is not installed)."""
+
+    name = "kmeans"
+    label = "K-means"
+    description = (
+        "Partitions into k compact clusters around centroids. Fast and "
+        "scalable to millions of samples."
+    )
+    params = (
+        _k_param(),
+        Param("max_iter", int, 25, "Lloyd iterations.", min=1, max=1000),
+        Param(
+            "n_init",
+            int,
+            1,
+            "Restarts with different seeds; the best inertia wins.",
+            min=1,
+            max=50,
+        ),
+        _SEED,
+    ) + AUTO_K_PARAMS
+    k_param = "n_clusters"
+
+    def _fit(self, X):
+        p = self.params_
+        best = None
+        for i in range(p["n_init"]):
+            centroids, labels, inertia = kmeans(
+                X, p["n_clusters"], p["max_iter"], p["random_state"] + i
+            )
+            if best is None or inertia < best[2]:
+                best = (centroids, labels, inertia)
+        self.cluster_centers_ = best[0]
+        return best[1], None
+
+
+def kmeans(X, k, max_iter, seed, seed_sample=20000):
+    """k-means with k-means++ seeding on a bounded sample.
+
+    Returns:
+        ``(centroids (k x d float32), labels (n int64), inertia)``
+    """
+    from sklearn.cluster import kmeans_plusplus
+
+    rng = np.random.default_rng(seed)
+    n = len(X)
+    idx = rng.choice(n, min(n, max(seed_sample, 20 * k)), replace=False)
+    idx.sort()
+    init, _ = kmeans_plusplus(X[idx], k, random_state=seed)
+    init = init.astype(np.float32)
+
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+
+    if faiss is None:
+        from sklearn.cluster import KMeans as SKKMeans
+
+        km = SKKMeans(k, init=init, n_init=1, max_iter=max_iter).fit(X)
+        return (
+            km.cluster_centers_.astype(np.float32),
+            km.labels_.astype(np.int64),
+            float(km.inertia_),
+        )
+
+    km = faiss.Kmeans(
+        X.shape[1],
+        k,
+        niter=max_iter,
+        seed=seed,
+        max_points_per_centroid=max(256, -(-n // k)),
+        spherical=False,
+        verbose=False,
+    )
+    km.train(X, init_centroids=init)
+    dist, labels = km.index.search(X, 1)
+    return (
+        np.ascontiguousarray(km.centroids, dtype=np.float32),
+        labels[:, 0].astype(np.int64),
+        float(dist.sum()),
+    )
+
+
+@METHODS.register
+class MiniBatchKMeans(ClusteringMethod):
+    name = "minibatch_kmeans"
+    label = "Mini-batch k-means"
+    description = (
+        "k-means on random mini-batches: lower memory, slightly less "
+        "accurate."
+    )
+    params = (
+        _k_param(),
+        Param("batch_size", int, 4096, "Samples per mini-batch.", min=16),
+        Param("max_iter", int, 100, "Passes over the data.", min=1),
+        _SEED,
+    ) + AUTO_K_PARAMS
+    k_param = "n_clusters"
+
+    def _fit(self, X):
+        from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
+
+        p = self.params_
+        km = SKMiniBatchKMeans(
+            n_clusters=p["n_clusters"],
+            batch_size=p["batch_size"],
+            max_iter=p["max_iter"],
+            n_init=1,
+            random_state=p["random_state"],
+        ).fit(X)
+        self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
+        return km.labels_, None
+
+
+@METHODS.register
+class Birch(ClusteringMethod):
+    name = "birch"
+    label = "BIRCH"
+    description = (
+        "Builds a tree of subclusters in one pass, then groups them into "
+        "n_clusters. Memory-light on large inputs."
+    )
+    params = (
+        _k_param(),
+        Param(
+            "threshold",
+            float,
+            0.3,
+            "Largest radius of a subcluster (on L2-normalised vectors, "
+            "distances lie in [0, 2]).",
+            min=1e-6,
+        ),
+        Param(
+            "branching_factor",
+            int,
+            50,
+            "Most subclusters in a tree node.",
+            min=2,
+        ),
+    ) + AUTO_K_PARAMS
+    k_param = "n_clusters"
+
+    def _fit(self, X):
+        from sklearn.cluster import Birch as SKBirch
+
+        p = self.params_
+        model = SKBirch(
+            n_clusters=p["n_clusters"],
+            threshold=p["threshold"],
+            branching_factor=p["branching_factor"],
+        ).fit(X)
+        return model.labels_, None
+
+
+@METHODS.register
+class Agglomerative(ClusteringMethod):
+    name = "agglomerative"
+    label = "Agglomerative"
+    description = (
+        "Bottom-up hierarchical clustering. Memory grows with the square "
+        "of the number of samples."
+    )
+    params = (
+        _k_param(),
+        Param(
+            "linkage",
+            str,
+            "ward",
+            "How the distance between clusters is measured.",
+            choices=("ward", "complete", "average", "single"),
+        ),
+        Param(
+            "metric",
+            str,
+            "euclidean",
+            "Distance between samples (ward needs euclidean).",
+            choices=("euclidean", "cosine", "manhattan"),
+        ),
+    ) + AUTO_K_PARAMS
+    k_param = "n_clusters"
+    max_samples = 50000
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        p = self.params_
+        if p["linkage"] == "ward" and p["metric"] != "euclidean":
+            raise ParamError(
+                "agglomerative__linkage='ward' needs "
+                "agglomerative__metric='euclidean'"
+            )
+
+    def _fit(self, X):
+        from sklearn.cluster import AgglomerativeClustering
+
+        p = self.params_
+        model = AgglomerativeClustering(
+            n_clusters=p["n_clusters"],
+            linkage=p["linkage"],
+            metric=p["metric"],
+        ).fit(X)
+        return model.labels_, None
+
+
+@METHODS.register
+class HDBSCAN(ClusteringMethod):
+    name = "hdbscan"
+    label = "HDBSCAN"
+    description = (
+        "Density-based: finds the number of clusters itself and labels "
+        "outliers as noise (-1)."
+    )
+    params = (
+        Param(
+            "min_cluster_size",
+            int,
+            None,
+            "Smallest group that counts as a cluster; empty uses the "
+            "square root of the number of samples (at least 10).",
+            min=2,
+            optional=True,
+        ),
+        Param(
+            "min_samples",
+            int,
+            None,
+            "How conservative the density estimate is; empty uses "
+            "min_cluster_size.",
+            min=1,
+            optional=True,
+        ),
+        Param(
+            "cluster_selection_epsilon",
+            float,
+            0.0,
+            "Merges clusters closer than this distance.",
+            min=0.0,
+        ),
+        Param(
+            "cluster_selection_method",
+            str,
+            "eom",
+            "'eom' favours large clusters, 'leaf' many small ones.",
+            choices=("eom", "leaf"),
+        ),
+    )
+    density_based = True
+
+    def _fit(self, X):
+        import hdbscan
+
+        p = self.params_
+        mcs = p["min_cluster_size"]
+        if mcs is None:
+            mcs = max(10, int(round(np.sqrt(len(X)))))
+        self.min_cluster_size_ = mcs
+        model = hdbscan.HDBSCAN(
+            min_cluster_size=mcs,
+            min_samples=p["min_samples"],
+            cluster_selection_epsilon=p["cluster_selection_epsilon"],
+            cluster_selection_method=p["cluster_selection_method"],
+            core_dist_n_jobs=1,
+        ).fit(X)
+        return model.labels_, model.probabilities_.astype(np.float32)
+
+
+@METHODS.register
+class DBSCAN(ClusteringMethod):
+    name = "dbscan"
+    label = "DBSCAN"
+    description = (
+        "Density-based with a fixed radius: points with enough neighbours "
+        "within eps form clusters, the rest is noise (-1)."
+    )
+    params = (
+        Param(
+            "eps",
+            float,
+            0.5,
+            "Neighbourhood radius.",
+            min=1e-9,
+        ),
+        Param(
+            "min_samples",
+            int,
+            10,
+            "Neighbours within eps that make a core point.",
+            min=1,
+        ),
+        Param(
+            "metric",
+            str,
+            "euclidean",
+            "Distance between samples.",
+            choices=("euclidean", "cosine", "manhattan"),
+        ),
+    )
+    density_based = True
+
+    def _fit(self, X):
+        from sklearn.cluster import DBSCAN as SKDBSCAN
+
+        p = self.params_
+        model = SKDBSCAN(
+            eps=p["eps"], min_samples=p["min_samples"], metric=p["metric"]
+        ).fit(X)
+        return model.labels_, None
+
+
+@METHODS.register
+class GaussianMixture(ClusteringMethod):
+    name = "gaussian_mixture"
+    label = "Gaussian mixture"
+    description = (
+        "Soft clustering with a mixture of Gaussians; each sample gets its "
+        "most likely component."
+    )
+    params = (
+        _k_param("Number of components; empty picks it by silhouette."),
+        Param(
+            "covariance_type",
+            str,
+            "diag",
+            "Shape of each component's covariance.",
+            choices=("full", "tied", "diag", "spherical"),
+        ),
+        Param("max_iter", int, 100, "EM iterations.", min=1),
+        _SEED,
+    ) + AUTO_K_PARAMS
+    k_param = "n_clusters"
+
+    def _fit(self, X):
+        from sklearn.mixture import GaussianMixture as SKGaussianMixture
+
+        p = self.params_
+        model = SKGaussianMixture(
+            n_components=p["n_clusters"],
+            covariance_type=p["covariance_type"],
+            max_iter=p["max_iter"],
+            random_state=p["random_state"],
+        ).fit(X)
+        proba = model.predict_proba(X)
+        labels = proba.argmax(axis=1)
+        return labels, proba.max(axis=1).astype(np.float32)
+
+
+def choose_k(method_name, params, X, sample_size=4000, seed=51):
+    """Picks the number of clusters by silhouette on a subsample.
+
+    Fits the method for every k in ``k_min..k_max`` on a random subsample
+    of at most ``sample_size`` rows and keeps the k whose silhouette score is
+    highest.
+
+    Returns:
+        ``(k, curve)`` where ``curve`` is a list of ``[k, silhouette]``
+    """
+    from sklearn.metrics import silhouette_score
+
+    cls = METHODS.get(method_name)
+    p = METHODS.resolve(method_name, params)
+    n = len(X)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, min(n, sample_size), replace=False))
+    S = X[idx]
+    k_min, k_max = p["k_min"], min(p["k_max"], len(S) - 1)
+    if k_min > k_max:
+        raise ParamError(
+            f"{method_name}__k_min={p['k_min']} must not exceed "
+            f"{method_name}__k_max={p['k_max']} (and fewer than the "
+            f"{len(S)} samples)"
+        )
+    curve = []
+    for k in range(k_min, k_max + 1):
+        labels = cls(**{**p, cls.k_param: k}).fit(S).labels_
+        if len(np.unique(labels)) < 2:
+            continue
+        curve.append([k, float(silhouette_score(S, labels))])
+    if not curve:
+        raise ParamError(
+            f"Could not choose k for '{method_name}': every k in "
+            f"{k_min}..{k_max} gave a single cluster"
+        )
+    best = max(curve, key=lambda kv: kv[1])[0]
+    return best, curve

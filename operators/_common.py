@@ -1,0 +1,155 @@
+"""Pieces shared by the operators: forms generated from parameter schemas,
+delegation, progress and target views."""
+
+import time
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+# Views with more samples than this run delegated unless the user chooses
+DELEGATION_THRESHOLD = {
+    "compute_embeddings": 500,
+    "compute_clusters": 20000,
+    "compute_projection": 20000,
+    "label_clusters": 0,
+}
+
+
+def add_schema_inputs(inputs, registry, name, ctx, defaults=None):
+    """Adds one input per parameter of component ``name`` of ``registry``,
+    keyed ``<name>__<param>``."""
+    cls = registry.get(name)
+    defaults = defaults or {}
+    for p in cls.params:
+        key = f"{name}__{p.name}"
+        default = defaults.get(p.name, p.default)
+        description = p.help
+        allowed = p.describe()
+        if allowed and p.choices is None:
+            description = f"{description} ({allowed})"
+        kwargs = dict(
+            label=p.name.replace("_", " ").capitalize(),
+            description=description,
+            required=not p.optional,
+        )
+        if default is not None:
+            kwargs["default"] = default
+        if p.choices is not None:
+            choices = types.Dropdown()
+            for c in p.choices:
+                choices.add_choice(c, label=str(c))
+            inputs.enum(key, choices.values(), view=choices, **kwargs)
+        elif p.type is bool:
+            inputs.bool(key, view=types.CheckboxView(), **kwargs)
+        elif p.type is int:
+            inputs.int(key, min=p.min, max=p.max, **kwargs)
+        elif p.type is float:
+            inputs.float(key, min=p.min, max=p.max, **kwargs)
+        else:
+            inputs.str(key, **kwargs)
+        value = ctx.params.get(key, default)
+        if value is not None and value != "":
+            try:
+                p.validate(value, owner=name)
+            except ValueError as e:
+                prop = inputs.get_property(key)
+                prop.invalid = True
+                prop.error_message = str(e)
+
+
+def add_choice_input(inputs, key, registry, default, label, description):
+    """Adds a dropdown of the components of ``registry``; returns the
+    chosen name."""
+    choices = types.Dropdown()
+    for cls in registry.classes():
+        choices.add_choice(
+            cls.name, label=cls.label, description=cls.description
+        )
+    inputs.enum(
+        key,
+        choices.values(),
+        default=default,
+        required=True,
+        label=label,
+        description=description,
+        view=choices,
+    )
+    return inputs.get_property(key), choices
+
+
+def add_delegation_input(inputs, ctx, operator_name):
+    """Adds a 'delegate' checkbox whose default depends on the view size."""
+    threshold = DELEGATION_THRESHOLD[operator_name]
+    n = ctx.target_view().count() if ctx.dataset is not None else 0
+    inputs.bool(
+        "delegate",
+        default=n > threshold,
+        label="Delegate execution?",
+        description=(
+            f"Run in the background with `fiftyone delegated launch` "
+            f"(default for views of more than {threshold:,} samples)"
+        ),
+        view=types.CheckboxView(),
+    )
+
+
+def resolve_delegation(ctx, operator_name):
+    """Delegates when the user asked to, or when the view is large."""
+    delegate = ctx.params.get("delegate", None)
+    if delegate is not None:
+        return bool(delegate)
+    threshold = DELEGATION_THRESHOLD[operator_name]
+    return ctx.target_view().count() > threshold
+
+
+def heavy_config(name, label, description, **kwargs):
+    """An :class:`OperatorConfig` for an operator that may be delegated."""
+    return foo.OperatorConfig(
+        name=name,
+        label=label,
+        description=description,
+        dynamic=True,
+        allow_immediate_execution=True,
+        allow_delegated_execution=True,
+        default_choice_to_delegated=False,
+        **kwargs,
+    )
+
+
+def progress_reporter(ctx, every=1.0):
+    """Returns ``progress(fraction, label=None)`` that forwards to
+    ``ctx.set_progress`` at most once per ``every`` seconds."""
+    state = {"last": 0.0}
+
+    def progress(fraction, label=None):
+        now = time.monotonic()
+        if fraction < 1 and now - state["last"] < every:
+            return
+        state["last"] = now
+        try:
+            ctx.set_progress(progress=float(fraction), label=label)
+        except Exception:  # the App may have gone away; keep computing
+            pass
+
+    return progress
+
+
+def add_target_view_input(inputs, ctx, action):
+    """Adds the dataset / current view / selected samples choice."""
+    inputs.view_target(ctx, action_description=action)
+
+
+def call_operator(operator, sample_collection, params, delegate=False):
+    """Runs ``operator`` on a collection from Python, the way the App does.
+
+    This is what the operators' ``__call__`` methods use, so that
+    ``foo.get_operator(uri)(dataset, ...)`` works, including
+    ``delegate=True``.
+    """
+    ctx = dict(view=sample_collection.view())
+    return foo.execute_operator(
+        operator.uri,
+        ctx,
+        params={k: v for k, v in params.items() if v is not None},
+        request_delegation=delegate,
+    )

@@ -1,0 +1,356 @@
+"""Operators for clustering runs: compute, inspect, rename, delete."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from .. import api
+from ..core.methods import METHODS
+from ..core.reduce import REDUCERS
+from ._common import (
+    add_choice_input,
+    add_delegation_input,
+    add_schema_inputs,
+    add_target_view_input,
+    call_operator,
+    heavy_config,
+    progress_reporter,
+    resolve_delegation,
+)
+
+
+def _vector_fields(ctx):
+    import fiftyone.core.fields as fof
+
+    schema = ctx.dataset.get_field_schema(flat=True)
+    return sorted(
+        name
+        for name, f in schema.items()
+        if isinstance(f, (fof.VectorField, fof.ArrayField))
+    )
+
+
+def _run_key_input(inputs, ctx, name="run_key", label="Run key", new=True):
+    """A run key input: a free text for a new run, or a dropdown of the
+    existing clustering runs."""
+    if new:
+        inputs.str(
+            name,
+            required=True,
+            label=label,
+            description="A name for this run (letters, digits, underscores)",
+        )
+        key = ctx.params.get(name)
+        if key:
+            try:
+                api.runs.check_new_key(ctx.dataset, key)
+            except ValueError as e:
+                prop = inputs.get_property(name)
+                prop.invalid = True
+                prop.error_message = str(e)
+        return key
+
+    keys = api.list_clustering_runs(ctx.dataset)
+    if not keys:
+        inputs.view(
+            "no_runs",
+            types.Warning(
+                label="This dataset has no clustering runs yet",
+                description="Run `compute_clusters` first",
+            ),
+        )
+        return None
+    choices = types.DropdownView()
+    for key in keys:
+        choices.add_choice(key, label=key)
+    inputs.enum(
+        name, choices.values(), required=True, label=label, view=choices
+    )
+    return ctx.params.get(name)
+
+
+class ComputeClusters(foo.Operator):
+    @property
+    def config(self):
+        return heavy_config(
+            "compute_clusters",
+            "Compute clusters",
+            "Cluster an embeddings field as a named run",
+            icon="/assets/icon.svg",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        add_target_view_input(inputs, ctx, "Cluster")
+        _run_key_input(inputs, ctx)
+
+        fields = _vector_fields(ctx)
+        if not fields:
+            inputs.view(
+                "no_fields",
+                types.Warning(
+                    label="No embeddings field",
+                    description=(
+                        "This dataset has no vector field yet: run "
+                        "`compute_embeddings` first"
+                    ),
+                ),
+            )
+            return types.Property(inputs)
+        field_choices = types.DropdownView()
+        for f in fields:
+            field_choices.add_choice(f, label=f)
+        inputs.enum(
+            "embeddings_field",
+            field_choices.values(),
+            default=fields[0],
+            required=True,
+            label="Embeddings field",
+            view=field_choices,
+        )
+
+        add_choice_input(
+            inputs,
+            "method",
+            METHODS,
+            "hdbscan",
+            "Method",
+            "The clustering method",
+        )
+        method = ctx.params.get("method", "hdbscan")
+        method_cls = METHODS.get(method)
+        add_schema_inputs(inputs, METHODS, method, ctx)
+
+        inputs.bool(
+            "normalize",
+            default=True,
+            label="L2-normalise",
+            description="Scale embeddings to unit length first",
+            view=types.CheckboxView(),
+        )
+        reduce_choices = types.Dropdown()
+        reduce_choices.add_choice(
+            "auto",
+            label="Auto",
+            description="UMAP to 10-D for density-based methods, else none",
+        )
+        reduce_choices.add_choice("none", label="None")
+        for cls in REDUCERS.classes():
+            reduce_choices.add_choice(
+                cls.name, label=cls.label, description=cls.description
+            )
+        inputs.enum(
+            "reduce",
+            reduce_choices.values(),
+            default="auto",
+            label="Reduce dimensions first",
+            description=(
+                "Density-based methods such as HDBSCAN work best on a UMAP "
+                "reduction to about 10 dimensions (the default for them)"
+            ),
+            view=reduce_choices,
+        )
+        reduce = ctx.params.get("reduce", "auto")
+        if reduce == "auto":
+            reduce = "umap" if method_cls.density_based else "none"
+        if reduce != "none":
+            add_schema_inputs(inputs, REDUCERS, reduce, ctx)
+
+        inputs.str(
+            "cluster_field",
+            label="Cluster field",
+            description="Where cluster ids go; default <run_key>_cluster",
+        )
+        inputs.bool(
+            "skip_missing",
+            default=False,
+            label="Skip samples without embeddings",
+            view=types.CheckboxView(),
+        )
+        add_delegation_input(inputs, ctx, "compute_clusters")
+        return types.Property(inputs, view=types.View(label="Compute clusters"))
+
+    def resolve_delegation(self, ctx):
+        return resolve_delegation(ctx, "compute_clusters")
+
+    def execute(self, ctx):
+        params = dict(ctx.params)
+        for key in ("view_target", "delegate", "no_fields", "no_runs"):
+            params.pop(key, None)
+        params = {k: v for k, v in params.items() if v is not None}
+        return api.compute_clusters(
+            ctx.target_view(),
+            progress=progress_reporter(ctx),
+            **params,
+        )
+
+    def __call__(
+        self,
+        sample_collection,
+        run_key,
+        embeddings_field,
+        method="hdbscan",
+        cluster_field=None,
+        normalize=True,
+        reduce="auto",
+        skip_missing=False,
+        delegate=False,
+        **params,
+    ):
+        """Clusters the embeddings of a collection as a named run.
+
+        Args:
+            sample_collection: a dataset or view
+            run_key: a new run key
+            embeddings_field: the vector field to cluster
+            method ("hdbscan"): ``kmeans``, ``minibatch_kmeans``,
+                ``birch``, ``agglomerative``, ``hdbscan``, ``dbscan`` or
+                ``gaussian_mixture``
+            cluster_field (None): field for cluster ids; default
+                ``<run_key>_cluster``
+            normalize (True): whether to L2-normalise embeddings first
+            reduce ("auto"): ``none``, ``pca``, ``umap`` or ``auto``
+            skip_missing (False): whether to skip samples without an
+                embedding instead of failing
+            delegate (False): whether to queue the run for
+                ``fiftyone delegated launch``
+            **params: ``<method>__<param>`` and ``<reduce>__<param>``
+                parameters, e.g. ``kmeans__n_clusters=10``
+
+        Returns:
+            an :class:`fiftyone.operators.executor.ExecutionResult`
+        """
+        params = dict(
+            params,
+            run_key=run_key,
+            embeddings_field=embeddings_field,
+            method=method,
+            cluster_field=cluster_field,
+            normalize=normalize,
+            reduce=reduce,
+            skip_missing=skip_missing,
+            delegate=delegate,
+        )
+        return call_operator(self, sample_collection, params, delegate)
+
+
+class GetClusteringRunInfo(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="get_clustering_run_info",
+            label="Get clustering run info",
+            description="Show the config and statistics of a clustering run",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        _run_key_input(inputs, ctx, new=False)
+        return types.Property(inputs, view=types.View(label="Run info"))
+
+    def execute(self, ctx):
+        return api.get_clustering_run_info(ctx.dataset, ctx.params["run_key"])
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("run_key", label="Run key")
+        outputs.str("timestamp", label="Created")
+        outputs.str("plugin_version", label="Plugin version")
+        outputs.str("fiftyone_version", label="FiftyOne version")
+        outputs.obj("config", label="Config", view=types.JSONView())
+        outputs.obj("statistics", label="Statistics", view=types.JSONView())
+        return types.Property(outputs)
+
+    def __call__(self, sample_collection, run_key):
+        """Returns the stored config, timestamp, versions and statistics of
+        a clustering run.
+
+        Args:
+            sample_collection: a dataset or view
+            run_key: the run key
+
+        Returns:
+            an :class:`fiftyone.operators.executor.ExecutionResult` whose
+            ``result`` is the info dict
+        """
+        return call_operator(self, sample_collection, dict(run_key=run_key))
+
+
+class RenameClusteringRun(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="rename_clustering_run",
+            label="Rename clustering run",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if _run_key_input(inputs, ctx, new=False) is not None:
+            _run_key_input(inputs, ctx, "new_run_key", "New run key")
+        return types.Property(inputs, view=types.View(label="Rename run"))
+
+    def execute(self, ctx):
+        api.rename_clustering_run(
+            ctx.dataset, ctx.params["run_key"], ctx.params["new_run_key"]
+        )
+        ctx.trigger("reload_dataset")
+        return {"run_key": ctx.params["new_run_key"]}
+
+    def __call__(self, sample_collection, run_key, new_run_key):
+        """Renames a clustering run.
+
+        Args:
+            sample_collection: a dataset or view
+            run_key: the current run key
+            new_run_key: the new run key
+        """
+        params = dict(run_key=run_key, new_run_key=new_run_key)
+        return call_operator(self, sample_collection, params)
+
+
+class DeleteClusteringRun(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="delete_clustering_run",
+            label="Delete clustering run",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        key = _run_key_input(inputs, ctx, new=False)
+        if key:
+            fields = api.runs.owned_fields(api.runs.get_config(ctx.dataset, key))
+            inputs.view(
+                "warning",
+                types.Warning(
+                    label="This deletes the run and its fields",
+                    description=", ".join(fields),
+                ),
+            )
+        return types.Property(inputs, view=types.View(label="Delete run"))
+
+    def execute(self, ctx):
+        api.delete_clustering_run(ctx.dataset, ctx.params["run_key"])
+        ctx.trigger("reload_dataset")
+        return {"deleted": ctx.params["run_key"]}
+
+    def __call__(self, sample_collection, run_key):
+        """Deletes a clustering run and the sample fields it wrote.
+
+        Args:
+            sample_collection: a dataset or view
+            run_key: the run key
+        """
+        return call_operator(self, sample_collection, dict(run_key=run_key))
+
+
+OPERATORS = [
+    ComputeClusters,
+    GetClusteringRunInfo,
+    RenameClusteringRun,
+    DeleteClusteringRun,
+]

@@ -1,0 +1,3 @@
+"""Operators for embeddings (not written yet)."""
+
+OPERATORS = []

@@ -1,0 +1,3 @@
+"""Operators for labeling (not written yet)."""
+
+OPERATORS = []

@@ -1,0 +1,3 @@
+"""Operators for projection (not written yet)."""
+
+OPERATORS = []

@@ -1,0 +1,150 @@
+"""Storage of clustering runs: the only module that registers, saves, loads,
+renames and deletes FiftyOne runs.
+
+A clustering run is a FiftyOne run (``dataset.list_runs()``) whose config
+records the method, its parameters, the preprocessing, the fields it wrote
+and the plugin version, and whose results hold what is small: per-cluster
+sizes, centroids, representatives and labels, and quality metrics. Runs are
+registered only after their computation has succeeded.
+"""
+
+import logging
+import os
+
+import yaml
+
+import fiftyone as fo
+
+from .data import InputError, remove_fields
+
+logger = logging.getLogger(__name__)
+
+PLUGIN = "@curate/clustering"
+KIND = "clustering"
+
+
+def plugin_version():
+    """The plugin's version, from its ``fiftyone.yml``."""
+    path = os.path.join(os.path.dirname(__file__), "fiftyone.yml")
+    with open(path) as f:
+        return str(yaml.safe_load(f)["version"])
+
+
+def list_runs(samples):
+    """The keys of the clustering runs of a collection's dataset."""
+    return samples._dataset.list_runs(plugin=PLUGIN, kind=KIND)
+
+
+def check_new_key(samples, run_key):
+    """Raises an :class:`InputError` if ``run_key`` is invalid or taken."""
+    if not isinstance(run_key, str) or not run_key.isidentifier():
+        raise InputError(
+            f"Run key {run_key!r} is not valid: use letters, digits and "
+            "underscores, not starting with a digit"
+        )
+    if run_key in samples._dataset.list_runs():
+        raise InputError(
+            f"Run key '{run_key}' is already taken on dataset "
+            f"'{samples._dataset.name}'; choose another, or delete or "
+            "rename that run first"
+        )
+
+
+def check_key(samples, run_key):
+    """Raises an :class:`InputError` if there is no clustering run
+    ``run_key``."""
+    runs = list_runs(samples)
+    if run_key not in runs:
+        have = ", ".join(runs) if runs else "none"
+        raise InputError(
+            f"Dataset '{samples._dataset.name}' has no clustering run "
+            f"'{run_key}'. Clustering runs: {have}"
+        )
+
+
+def register(samples, run_key, config, results):
+    """Registers a finished run on ``samples`` (a dataset or view) with its
+    config dict and results dict."""
+    dataset = samples._dataset
+    run_config = dataset.init_run(
+        plugin=PLUGIN,
+        kind=KIND,
+        plugin_version=plugin_version(),
+        **config,
+    )
+    samples.register_run(run_key, run_config)
+    try:
+        save_results(samples, run_key, results)
+    except BaseException:
+        dataset.delete_run(run_key)
+        raise
+
+
+def get_config(samples, run_key):
+    """The stored config of a run, as a dict."""
+    check_key(samples, run_key)
+    info = samples._dataset.get_run_info(run_key)
+    config = info.config.serialize()
+    config.pop("cls", None)
+    config.pop("type", None)
+    return config
+
+
+def update_config(samples, run_key, **updates):
+    """Updates entries of a run's stored config."""
+    dataset = samples._dataset
+    info = dataset.get_run_info(run_key)
+    config = info.config
+    for key, value in updates.items():
+        setattr(config, key, value)
+    dataset.update_run_config(run_key, config)
+
+
+def get_info(samples, run_key):
+    """Config, timestamp and versions of a run, as a JSON-ready dict."""
+    check_key(samples, run_key)
+    info = samples._dataset.get_run_info(run_key)
+    config = get_config(samples, run_key)
+    return {
+        "run_key": run_key,
+        "timestamp": info.timestamp.isoformat() if info.timestamp else None,
+        "fiftyone_version": info.version,
+        "plugin_version": config.get("plugin_version"),
+        "config": config,
+    }
+
+
+def load_results(samples, run_key):
+    """A run's results, as a dict."""
+    check_key(samples, run_key)
+    results = samples._dataset.load_run_results(
+        run_key, cache=False, load_view=False
+    )
+    return {} if results is None else dict(results.data)
+
+
+def save_results(samples, run_key, data):
+    """Replaces a run's results with the dict ``data``."""
+    dataset = samples._dataset
+    results = dataset.init_run_results(run_key, data=data)
+    dataset.save_run_results(run_key, results, overwrite=True, cache=False)
+
+
+def rename(samples, run_key, new_run_key):
+    """Renames a run; the fields it wrote keep their names."""
+    check_key(samples, run_key)
+    check_new_key(samples, new_run_key)
+    samples._dataset.rename_run(run_key, new_run_key)
+
+
+def owned_fields(config):
+    """The sample fields a run wrote, from its config."""
+    return [f for f in config.get("fields", []) if f]
+
+
+def delete(samples, run_key):
+    """Deletes a run and the sample fields it wrote."""
+    config = get_config(samples, run_key)
+    dataset = samples._dataset
+    remove_fields(dataset, owned_fields(config))
+    dataset.delete_run(run_key)
