@@ -329,6 +329,8 @@ def _check_label_params(
     timeout,
     model,
     base_url,
+    max_retries,
+    backoff_base,
 ):
     from .core import labeling
 
@@ -350,6 +352,16 @@ def _check_label_params(
     if max_clusters is not None:
         max_clusters = _int("max_clusters", max_clusters, 1, 10**9)
     _int("seed", seed, 0, 2**32 - 1)
+    _int("max_retries", max_retries, 0, 20)
+    if (
+        isinstance(backoff_base, bool)
+        or not isinstance(backoff_base, (int, float))
+        or not 0 <= backoff_base <= 60
+    ):
+        raise InputError(
+            f"backoff_base must be a number of seconds in [0, 60]; "
+            f"got {backoff_base!r}"
+        )
     if selection not in labeling.SELECTIONS:
         raise InputError(
             f"selection must be one of {', '.join(labeling.SELECTIONS)}; "
@@ -474,9 +486,7 @@ def estimate_label_clusters(
     _, results, label_field, todo, done = _label_plan(
         samples, run_key, max_clusters, cluster_ids, overwrite, label_field
     )
-    est = _label_estimate(
-        results, todo, images_per_cluster, detail, context
-    )
+    est = _label_estimate(results, todo, images_per_cluster, detail, context)
     return dict(
         est,
         clusters=todo,
@@ -616,6 +626,8 @@ def label_clusters(
         timeout,
         model,
         base_url,
+        max_retries,
+        backoff_base,
     )
     if labeler is None:
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -656,8 +668,8 @@ def label_clusters(
 
     # Labels of clusters labelled earlier go into a field that is new
     schema = dataset.get_field_schema()
-    field_ready = (
-        label_field in schema and label_field == config.get("label_field")
+    field_ready = label_field in schema and label_field == config.get(
+        "label_field"
     )
     pending = {}
     if not field_ready:
@@ -826,8 +838,1144 @@ def _label_jobs(
     sids, paths = dataset.select(all_shown).values(["id", "filepath"])
     path_of = dict(zip(sids, paths))
     return [
-        labeling.Job(
-            cid, [path_of[i] for i in shown[cid]], list(shown[cid])
-        )
+        labeling.Job(cid, [path_of[i] for i in shown[cid]], list(shown[cid]))
         for cid in todo
     ]
+
+
+# --------------------------------------------------------------------------
+# Embeddings
+# --------------------------------------------------------------------------
+
+
+def compute_embeddings(
+    samples,
+    embeddings_field,
+    model="open_clip",
+    batch_size=None,
+    num_workers=None,
+    device="auto",
+    skip_failures=True,
+    overwrite=False,
+    progress=None,
+    **params,
+):
+    """Computes one float32 vector per sample into a vector field.
+
+    Images are decoded and preprocessed by worker processes while the model
+    runs batched inference; vectors are written to the database in chunks
+    as they are computed, so an interrupted run keeps what it finished and
+    a second call with ``overwrite=False`` resumes where it stopped.
+
+    Args:
+        samples: a FiftyOne image dataset or view
+        embeddings_field: the name of the sample ``VectorField`` to write
+            (created if missing)
+        model ("open_clip"): the embedder: ``"open_clip"``,
+            ``"torchvision"``, ``"pixels"`` or ``"zoo"`` (any FiftyOne zoo
+            model that exposes embeddings)
+        batch_size (None): images per batch; ``None`` picks 16 on a CPU and
+            64 on a GPU
+        num_workers (None): worker processes that decode images; ``0``
+            decodes in this process; ``None`` picks one per spare core
+        device ("auto"): ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``,
+            ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``
+        skip_failures (True): whether samples whose image is missing,
+            unreadable or corrupt are skipped (they get no vector and are
+            reported). Otherwise the first such file raises an error and
+            nothing is written: vectors are then kept in memory and written
+            once every image has been embedded
+        overwrite (False): whether to recompute samples that already have a
+            vector in ``embeddings_field`` (otherwise they are skipped)
+        progress (None): a ``progress(fraction, label)`` callable, or
+            whether to show a progress bar (``None`` follows
+            ``fo.config.show_progress_bars``)
+        **params: the embedder's parameters, as ``<model>__<param>`` (for
+            example ``open_clip__pretrained="/path/to/checkpoint.pt"`` or
+            ``pixels__size=32``); see ``core.embedders.EMBEDDERS``
+
+    Returns:
+        a dict with ``embeddings_field``, ``model``, ``params``, ``dim``,
+        ``embedded`` (vectors written), ``skipped`` (samples that already
+        had one), ``failed`` (count), ``failed_files`` (the first few
+        unreadable files), ``first_error``, ``seconds`` and
+        ``images_per_s``
+
+    Raises:
+        ParamError: on an unknown embedder, parameter or device
+        InputError: on a bad field or collection
+        WeightsError: if the model's weights are neither cached nor
+            downloadable (raised at once, before any image is read)
+        ImageError: on an unreadable image when ``skip_failures`` is False
+    """
+    import time
+
+    from .core import embedders as emb
+
+    cls = emb.EMBEDDERS.get(model)
+    resolved = emb.EMBEDDERS.resolve(model, params)
+    _emb_check_args(
+        embeddings_field, batch_size, num_workers, skip_failures, overwrite
+    )
+    _emb_check_collection(samples)
+    dataset = samples._dataset
+    field = embeddings_field
+    exists = _emb_check_field(dataset, field)
+    if cls.in_core:
+        device = emb.resolve_device(device)
+    elif device not in (None, "auto"):
+        emb.resolve_device(device)
+
+    todo = samples
+    if exists and not overwrite:
+        todo = samples.exists(field, False)
+    total = samples.count()
+    ids, paths = todo.values(["id", "filepath"])
+    result = {
+        "embeddings_field": field,
+        "model": model,
+        "params": resolved,
+        "dim": None,
+        "embedded": 0,
+        "skipped": total - len(ids),
+        "failed": 0,
+        "failed_files": [],
+        "first_error": None,
+        "seconds": 0.0,
+        "images_per_s": 0.0,
+    }
+    if not ids:
+        logger.info(
+            "All %d samples already have '%s'; nothing to compute (pass "
+            "overwrite=True to recompute)",
+            total,
+            field,
+        )
+        return result
+
+    start = time.perf_counter()
+    if not cls.in_core:
+        return _emb_zoo(
+            todo,
+            ids,
+            field,
+            resolved["name"],
+            batch_size,
+            num_workers,
+            device,
+            skip_failures,
+            progress,
+            result,
+            start,
+        )
+
+    embedder = cls(**resolved)
+    embedder.check()
+    embedder.load(device)
+    writer = _EmbWriter(dataset, field, ids, buffered=not skip_failures)
+    with _EmbProgress(progress, len(ids)) as report:
+        stats = emb.embed_paths(
+            embedder,
+            paths,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            skip_failures=skip_failures,
+            on_chunk=writer.add,
+            chunk_size=_EMB_WRITE_EVERY,
+            progress=report,
+        )
+        writer.finish()
+
+    failures = stats["failures"]
+    result.update(
+        dim=stats["dim"],
+        embedded=stats["embedded"],
+        failed=len(failures),
+        failed_files=[path for path, _ in failures[:_EMB_SHOW_FAILED]],
+        first_error=failures[0][1] if failures else None,
+        seconds=round(time.perf_counter() - start, 3),
+        images_per_s=round(stats["images_per_s"], 2),
+    )
+    if failures:
+        logger.warning(
+            "%d images could not be read and have no '%s' (first: %s)",
+            len(failures),
+            field,
+            ", ".join(result["failed_files"]),
+        )
+    return result
+
+
+# Vectors are written to the database every this many samples
+_EMB_WRITE_EVERY = 2048
+
+# Failed files listed in the result
+_EMB_SHOW_FAILED = 10
+
+
+def _emb_check_args(field, batch_size, num_workers, skip_failures, overwrite):
+    from .core.schema import ParamError
+
+    if not isinstance(field, str) or not field.isidentifier():
+        raise InputError(
+            f"embeddings_field must be a field name (letters, digits and "
+            f"underscores, not starting with a digit); got {field!r}"
+        )
+    for name, value, low in (
+        ("batch_size", batch_size, 1),
+        ("num_workers", num_workers, 0),
+    ):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(f"{name} must be an integer; got {value!r}")
+        if value < low:
+            raise ParamError(f"{name} must be >= {low}; got {value}")
+    for name, value in (
+        ("skip_failures", skip_failures),
+        ("overwrite", overwrite),
+    ):
+        if not isinstance(value, bool):
+            raise ParamError(f"{name} must be True or False")
+
+
+def _emb_check_collection(samples):
+    if samples._is_generated or samples._is_dynamic_groups:
+        raise InputError(
+            "compute_embeddings writes sample fields: run it on the dataset "
+            "or a view of its samples, not on patches, frames, clips or "
+            "dynamic groups"
+        )
+    media_type = samples.media_type
+    if media_type == "group":
+        raise InputError(
+            "compute_embeddings needs image samples; this is a grouped "
+            "collection: select a slice first, e.g. "
+            "dataset.select_group_slices('left')"
+        )
+    if media_type != "image":
+        raise InputError(
+            f"compute_embeddings supports image collections; this one "
+            f"holds {media_type} samples"
+        )
+
+
+def _emb_check_field(dataset, field):
+    """Returns whether ``field`` exists; raises if it is not a vector
+    field."""
+    schema_ = dataset.get_field_schema()
+    if field not in schema_:
+        return False
+    f = schema_[field]
+    if not isinstance(f, (fo.VectorField, fo.ArrayField)):
+        raise InputError(
+            f"Field '{field}' exists and is a {type(f).__name__}, not a "
+            "vector field; choose another embeddings_field"
+        )
+    return True
+
+
+class _EmbWriter:
+    """Writes chunks of vectors with bulk updates; with ``buffered``, keeps
+    them until :meth:`finish`."""
+
+    def __init__(self, dataset, field, ids, buffered):
+        self.dataset = dataset
+        self.field = field
+        self.ids = ids
+        self.buffered = buffered
+        self.pending = []
+        self.checked = False
+
+    def add(self, indices, vectors):
+        if self.buffered:
+            self.pending.append((indices, vectors))
+        else:
+            self._write(indices, vectors)
+
+    def finish(self):
+        pending, self.pending = self.pending, []
+        for indices, vectors in pending:
+            self._write(indices, vectors)
+
+    def _write(self, indices, vectors):
+        if not self.checked:
+            self._check_dim(vectors.shape[1], {self.ids[i] for i in indices})
+            self.checked = True
+        for start in range(0, len(indices), _EMB_WRITE_EVERY):
+            stop = start + _EMB_WRITE_EVERY
+            values = {
+                self.ids[i]: v
+                for i, v in zip(indices[start:stop], vectors[start:stop])
+            }
+            self.dataset.set_values(
+                self.field, values, key_field="id", validate=False
+            )
+
+    def _check_dim(self, dim, mine):
+        """Refuses to mix vector lengths in one field: compares with a
+        vector this run does not replace."""
+        if self.field not in self.dataset.get_field_schema():
+            self.dataset.add_sample_field(self.field, fo.VectorField)
+            return
+        from .data import _decode, vector_field_db_name
+
+        db_field = vector_field_db_name(self.dataset, self.field)
+        cursor = self.dataset._aggregate(
+            pipeline=[
+                {"$match": {db_field: {"$ne": None}}},
+                {"$project": {db_field: 1}},
+                {"$limit": 1000},
+            ]
+        )
+        for doc in cursor:
+            if str(doc["_id"]) in mine:
+                continue
+            have = _decode(doc[db_field], {}).shape[0]
+            if have != dim:
+                raise InputError(
+                    f"Field '{self.field}' holds {have}-d vectors and this "
+                    f"model computes {dim}-d ones; choose another "
+                    "embeddings_field, or delete the field first"
+                )
+            return
+
+
+class _EmbProgress:
+    """Forwards ``(fraction, label)`` to a callable, or drives a FiftyOne
+    progress bar of images."""
+
+    def __init__(self, progress, total):
+        self.callback = progress if callable(progress) else None
+        self.total = total
+        self.done = 0
+        self.bar = None
+        if self.callback is None:
+            import fiftyone.core.utils as fou
+
+            self.bar = fou.ProgressBar(
+                total=total, progress=progress, iters_str="images"
+            )
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *args):
+        if self.bar is not None:
+            self.bar.__exit__(*args)
+
+    def __call__(self, fraction, label=None):
+        if self.callback is not None:
+            self.callback(fraction, label)
+            return
+        done = int(round(fraction * self.total))
+        if done > self.done:
+            self.bar.update(done - self.done)
+            self.done = done
+
+
+def _emb_zoo(
+    todo,
+    ids,
+    field,
+    name,
+    batch_size,
+    num_workers,
+    device,
+    skip_failures,
+    progress,
+    result,
+    start,
+):
+    """Runs a FiftyOne zoo model through FiftyOne's compute_embeddings."""
+    import time
+
+    import fiftyone.zoo as foz
+
+    from .core import embedders as emb
+
+    _emb_zoo_check(name)
+    kwargs = {}
+    if device not in (None, "auto"):
+        kwargs["device"] = device
+    with emb.hub_offline_unless_reachable():
+        model = foz.load_zoo_model(name, **kwargs)
+    if not getattr(model, "has_embeddings", False):
+        raise InputError(f"Zoo model '{name}' does not expose embeddings")
+
+    dataset = todo._dataset
+    target = dataset.select(ids, ordered=True)
+    report = None
+    if callable(progress):
+        import fiftyone.core.utils as fou
+
+        def report(pb):
+            done = pb.iteration
+            rate = done / max(1e-9, time.perf_counter() - start)
+            progress(
+                done / max(1, len(ids)),
+                f"{done:,}/{len(ids):,} images, {rate:.1f} images/s",
+            )
+
+        report = fou.report_progress(report, dt=1.0)
+    run = dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=report if report is not None else progress,
+    )
+    if skip_failures:
+        if field not in dataset.get_field_schema():
+            dataset.add_sample_field(field, fo.VectorField)
+        target.compute_embeddings(
+            model, embeddings_field=field, skip_failures=True, **run
+        )
+        missing = dataset.select(ids).exists(field, False)
+        failed = missing.count()
+        failed_files = missing.limit(_EMB_SHOW_FAILED).values("filepath")
+    else:
+        vectors = target.compute_embeddings(model, skip_failures=False, **run)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        writer = _EmbWriter(dataset, field, ids, buffered=False)
+        writer.add(np.arange(len(ids)), vectors)
+        failed, failed_files = 0, []
+
+    seconds = time.perf_counter() - start
+    embedded = len(ids) - failed
+    first = dataset.select(ids).exists(field).limit(1).values(field)
+    result.update(
+        dim=int(np.asarray(first[0]).size) if first else None,
+        embedded=embedded,
+        failed=failed,
+        failed_files=failed_files,
+        first_error="could not be embedded" if failed else None,
+        seconds=round(seconds, 3),
+        images_per_s=round(embedded / seconds, 2) if seconds else 0.0,
+    )
+    return result
+
+
+def _emb_zoo_check(name):
+    """Returns the zoo model's manifest entry; fails fast if it is unknown,
+    exposes no embeddings, or cannot be downloaded."""
+    import fiftyone.zoo as foz
+
+    from .core import embedders as emb
+
+    try:
+        zoo_model = foz.get_zoo_model(name)
+    except ValueError:
+        import difflib
+
+        names = foz.list_zoo_models(tags="embeddings")
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
+        hint = ", ".join(close or names[:8])
+        raise InputError(
+            f"Unknown zoo model {name!r} (zoo__name). Zoo models with "
+            f"embeddings include: {hint}; see "
+            "fiftyone.zoo.list_zoo_models(tags='embeddings')"
+        ) from None
+    if not zoo_model.has_tag("embeddings"):
+        raise InputError(
+            f"Zoo model '{name}' does not expose embeddings; see "
+            "fiftyone.zoo.list_zoo_models(tags='embeddings')"
+        )
+    if foz.is_zoo_model_downloaded(name) is False:
+        url = getattr(getattr(zoo_model.manager, "config", None), "url", "")
+        emb.check_downloadable(
+            url or "https://huggingface.co",
+            f"of zoo model '{name}'",
+            "Download them on a machine with internet access "
+            f"(`fiftyone zoo models download {name}`) into "
+            f"{fo.config.model_zoo_dir}, or use model='open_clip' or "
+            "'torchvision' with a local checkpoint file",
+        )
+    return zoo_model
+
+
+# --------------------------------------------------------------------------
+# Curation of a run's clusters: tables, views, labels, tags and merges
+# --------------------------------------------------------------------------
+
+_MAX_CLUSTER_LABEL = 200
+_REPRESENTATIVES = 20
+
+
+def _cluster_list(ids):
+    ids = sorted(ids, key=int)
+    if len(ids) > 12:
+        return f"{', '.join(ids[:10])}, ..., {ids[-1]} ({len(ids)} in all)"
+    return ", ".join(ids) if ids else "none"
+
+
+def _check_cluster_id(results, run_key, cluster_id, allow_noise=True):
+    """The cluster id ``cluster_id`` of a run as a string; raises an
+    :class:`InputError` if the run has no such cluster."""
+    clusters = results.get("clusters") or {}
+    if isinstance(cluster_id, (int, np.integer)) and not isinstance(
+        cluster_id, bool
+    ):
+        cluster_id = str(int(cluster_id))
+    if not isinstance(cluster_id, str):
+        raise InputError(
+            f"A cluster id is a string such as '0' (noise: '-1'); got "
+            f"{cluster_id!r}"
+        )
+    cid = cluster_id.strip()
+    if cid == STRING_NOISE and not allow_noise:
+        raise InputError(
+            "Cluster '-1' holds the noise (unclustered samples): it cannot "
+            "be named or merged"
+        )
+    if cid not in clusters:
+        raise InputError(
+            f"Run '{run_key}' has no cluster '{cid}'. Its clusters: "
+            f"{_cluster_list(list(clusters))}"
+        )
+    return cid
+
+
+def _check_text(name, value, max_len=_MAX_CLUSTER_LABEL):
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{name} must be a non-empty string; got {value!r}")
+    value = value.strip()
+    if len(value) > max_len:
+        raise InputError(
+            f"{name} must be at most {max_len} characters; got {len(value)}"
+        )
+    return value
+
+
+def _log_edit(results, op, **details):
+    from datetime import datetime, timezone
+
+    entry = dict(op=op, at=datetime.now(timezone.utc).isoformat())
+    entry.update(details)
+    results.setdefault("edits", []).append(entry)
+
+
+def get_cluster_table(samples, run_key, view=None):
+    """A summary of a clustering run and one row per cluster, for
+    browsing.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key: a clustering run key
+        view (None): a view of the dataset; if given, each row also counts
+            the cluster's members in it (``in_view``)
+
+    Returns:
+        a JSON-ready dict with ``run_key``, ``method``, ``params``,
+        ``embeddings_field``, ``cluster_field``, ``score_field``,
+        ``score_kind``, ``label_field`` (or None), ``n_samples``,
+        ``n_clusters`` (noise excluded), ``metrics``, ``edits`` (manual
+        renames and merges since the run was computed) and ``clusters``:
+        a list of dicts with ``id``, ``label``, ``size``, ``score_mean``
+        and ``in_view``, largest first, noise last
+
+    Raises:
+        InputError: if there is no clustering run ``run_key``
+    """
+    config = runs.get_config(samples, run_key)
+    results = runs.load_results(samples, run_key)
+    clusters = results.get("clusters") or {}
+    cluster_field = config["cluster_field"]
+    counts = None
+    if view is not None:
+        if cluster_field in view._dataset.get_field_schema():
+            counts = view.count_values(cluster_field)
+        else:
+            counts = {}
+    rows = []
+    for cid, c in clusters.items():
+        score = c.get("score_mean")
+        rows.append(
+            dict(
+                id=cid,
+                label=c.get("label"),
+                size=int(c.get("size", 0)),
+                score_mean=None if score is None else float(score),
+                in_view=None if counts is None else int(counts.get(cid, 0)),
+            )
+        )
+    rows.sort(
+        key=lambda r: (r["id"] == STRING_NOISE, -r["size"], int(r["id"]))
+    )
+    return dict(
+        run_key=run_key,
+        method=config.get("method"),
+        params=config.get("params") or {},
+        embeddings_field=config.get("embeddings_field"),
+        cluster_field=cluster_field,
+        score_field=config.get("score_field"),
+        score_kind=config.get("score_kind"),
+        label_field=config.get("label_field"),
+        n_samples=results.get("n_samples", config.get("n_samples")),
+        n_clusters=sum(1 for cid in clusters if cid != STRING_NOISE),
+        metrics=results.get("metrics") or {},
+        edits=list(results.get("edits") or []),
+        clusters=rows,
+    )
+
+
+def cluster_view(samples, run_key, cluster_id):
+    """The samples of one cluster of a run, most typical first.
+
+    Members are sorted by the run's per-sample score: ascending distance to
+    the cluster centre (``score_kind="distance"``) or descending membership
+    strength (``"strength"``).
+
+    Args:
+        samples: a FiftyOne dataset or view (the result keeps only its
+            samples)
+        run_key: a clustering run key
+        cluster_id: a cluster id such as ``"3"`` (noise: ``"-1"``)
+
+    Returns:
+        a :class:`fiftyone.core.view.DatasetView`
+
+    Raises:
+        InputError: if there is no such run or cluster
+    """
+    from fiftyone import ViewField as F
+
+    config = runs.get_config(samples, run_key)
+    results = runs.load_results(samples, run_key)
+    cid = _check_cluster_id(results, run_key, cluster_id)
+    view = samples.match(F(config["cluster_field"]) == cid)
+    score_field = config.get("score_field")
+    if score_field and score_field in samples._dataset.get_field_schema():
+        reverse = config.get("score_kind") == "strength"
+        view = view.sort_by(score_field, reverse=reverse)
+    return view
+
+
+def rename_cluster(samples, run_key, cluster_id, label):
+    """Names a cluster by hand.
+
+    Writes ``label`` into the run's label field on every member of the
+    cluster (the field is ``<cluster_field>_label`` and is created, and
+    owned by the run, if the run has none yet), and stores it as the
+    cluster's ``label`` in the run's results (``label_source="manual"``).
+    Cluster ids are never changed. :func:`label_clusters` skips clusters
+    that have a label unless asked to overwrite.
+
+    Args:
+        samples: a FiftyOne dataset or view (used only to find the dataset)
+        run_key: a clustering run key
+        cluster_id: the cluster to name, such as ``"3"``
+        label: the new name (at most 200 characters)
+
+    Returns:
+        a dict with ``run_key``, ``cluster_id``, ``label``,
+        ``previous_label``, ``label_field`` and ``n_samples``
+
+    Raises:
+        InputError: if there is no such run or cluster, the cluster is the
+            noise, the label is empty or too long, or the label field would
+            overwrite a field that does not belong to the run
+    """
+    from .data import set_values_by_group
+
+    dataset = samples._dataset
+    config = runs.get_config(samples, run_key)
+    results = runs.load_results(samples, run_key)
+    cid = _check_cluster_id(results, run_key, cluster_id, allow_noise=False)
+    label = _check_text("label", label)
+    cluster_field = config["cluster_field"]
+    label_field = config.get("label_field") or f"{cluster_field}_label"
+
+    created = not config.get("label_field")
+    if created:
+        ensure_new_field(dataset, label_field)
+    old_fields = list(config.get("fields") or [])
+    try:
+        if label_field not in dataset.get_field_schema():
+            dataset.add_sample_field(label_field, fo.StringField)
+        if created:
+            runs.update_config(
+                samples,
+                run_key,
+                label_field=label_field,
+                fields=old_fields + [label_field],
+            )
+        set_values_by_group(dataset, cluster_field, {cid: label}, label_field)
+        entry = results["clusters"][cid]
+        previous = entry.get("label")
+        entry["label"] = label
+        entry["label_source"] = "manual"
+        _log_edit(
+            results, "rename", cluster_id=cid, label=label, previous=previous
+        )
+        runs.save_results(samples, run_key, results)
+    except BaseException:
+        if created:
+            remove_fields(dataset, [label_field])
+            runs.update_config(
+                samples, run_key, label_field=None, fields=old_fields
+            )
+        raise
+    return dict(
+        run_key=run_key,
+        cluster_id=cid,
+        label=label,
+        previous_label=previous,
+        label_field=label_field,
+        n_samples=int(entry.get("size", 0)),
+    )
+
+
+def tag_cluster(samples, run_key, cluster_id, tag):
+    """Adds a sample tag to every member of a cluster.
+
+    Args:
+        samples: a FiftyOne dataset or view (only its samples are tagged)
+        run_key: a clustering run key
+        cluster_id: a cluster id such as ``"3"`` (noise: ``"-1"``)
+        tag: the tag
+
+    Returns:
+        a dict with ``run_key``, ``cluster_id``, ``tag`` and ``n_samples``
+        (the members tagged)
+
+    Raises:
+        InputError: if there is no such run or cluster or the tag is empty
+    """
+    from fiftyone import ViewField as F
+
+    config = runs.get_config(samples, run_key)
+    results = runs.load_results(samples, run_key)
+    cid = _check_cluster_id(results, run_key, cluster_id)
+    tag = _check_text("tag", tag)
+    view = samples.match(F(config["cluster_field"]) == cid)
+    view.tag_samples(tag)
+    return dict(
+        run_key=run_key, cluster_id=cid, tag=tag, n_samples=view.count()
+    )
+
+
+def merge_clusters(samples, run_key, cluster_ids, into=None):
+    """Merges clusters of a run into one.
+
+    Every member of the merged clusters gets the cluster id ``into`` in the
+    run's cluster field (and its label, if the run has a label field); the
+    run's results get the merged cluster's size, size-weighted centroid and
+    mean score, its most typical members as representatives, and lose the
+    merged clusters. Ids of other clusters do not change. Per-sample scores
+    are kept (distance to, or strength in, the cluster a sample came from),
+    and the run's quality metrics stay those of the computed run; the merge
+    is recorded in the results' ``edits``.
+
+    Args:
+        samples: a FiftyOne dataset or view (used only to find the dataset)
+        run_key: a clustering run key
+        cluster_ids: the clusters to merge (``into`` may be among them)
+        into (None): the cluster that receives the others; default the
+            largest of ``cluster_ids``
+
+    Returns:
+        a dict with ``run_key``, ``into``, ``merged`` (the ids that no
+        longer exist), ``size`` and ``n_clusters``
+
+    Raises:
+        InputError: if there is no such run or cluster, the noise cluster
+            is involved, or nothing would be merged
+    """
+    dataset = samples._dataset
+    config = runs.get_config(samples, run_key)
+    results = runs.load_results(samples, run_key)
+    clusters = results["clusters"]
+    if isinstance(cluster_ids, (str, int, np.integer)) or not hasattr(
+        cluster_ids, "__iter__"
+    ):
+        raise InputError(
+            f"cluster_ids must be a list of cluster ids; got {cluster_ids!r}"
+        )
+    ids = []
+    for c in cluster_ids:
+        cid = _check_cluster_id(results, run_key, c, allow_noise=False)
+        if cid not in ids:
+            ids.append(cid)
+    if into is None:
+        if not ids:
+            raise InputError("cluster_ids is empty: nothing to merge")
+        into = max(ids, key=lambda c: (clusters[c].get("size", 0), -int(c)))
+    else:
+        into = _check_cluster_id(results, run_key, into, allow_noise=False)
+    sources = [c for c in ids if c != into]
+    if not sources:
+        raise InputError(
+            f"Nothing to merge: give at least one cluster other than "
+            f"'{into}'"
+        )
+
+    parts = [clusters[into]] + [clusters[c] for c in sources]
+    sizes = np.array([p.get("size", 0) for p in parts], dtype=np.float64)
+    size = int(sizes.sum())
+    centroids = [p.get("centroid") for p in parts]
+    if all(c is not None for c in centroids) and size > 0:
+        C = np.asarray(centroids, dtype=np.float32)
+        w = (sizes / sizes.sum()).astype(np.float32)
+        centroid = (w[:, None] * C).sum(axis=0, dtype=np.float32).tolist()
+    else:
+        centroid = clusters[into].get("centroid")
+    scored = [
+        (p["score_mean"], s)
+        for p, s in zip(parts, sizes)
+        if p.get("score_mean") is not None and s > 0
+    ]
+    score_mean = (
+        float(sum(m * s for m, s in scored) / sum(s for _, s in scored))
+        if scored
+        else None
+    )
+    label = next((p["label"] for p in parts if p.get("label")), None)
+    representatives = _merged_representatives(dataset, config, parts)
+
+    cluster_field = config["cluster_field"]
+    label_field = config.get("label_field")
+    from .data import set_values_by_group
+
+    set_values_by_group(
+        dataset, cluster_field, {c: into for c in sources}, cluster_field
+    )
+    if label_field and label_field in dataset.get_field_schema():
+        set_values_by_group(dataset, cluster_field, {into: label}, label_field)
+
+    target = clusters[into]
+    merged_from = list(target.get("merged_from") or [])
+    for c in sources:
+        merged_from += [c] + list(clusters[c].get("merged_from") or [])
+        del clusters[c]
+    target.update(
+        size=size,
+        centroid=centroid,
+        representatives=representatives,
+        score_mean=score_mean,
+        merged_from=merged_from,
+    )
+    if label is not None and not target.get("label"):
+        target["label"] = label
+    _log_edit(results, "merge", into=into, merged=sources, size=size)
+    runs.save_results(samples, run_key, results)
+    return dict(
+        run_key=run_key,
+        into=into,
+        merged=sources,
+        size=size,
+        n_clusters=sum(1 for c in clusters if c != STRING_NOISE),
+    )
+
+
+def _merged_representatives(dataset, config, parts):
+    """The most typical members of merged clusters, from the union of
+    their representatives (which holds the top of the union)."""
+    ids = []
+    for p in parts:
+        ids += [i for i in p.get("representatives") or [] if i not in ids]
+    score_field = config.get("score_field")
+    if not ids or not score_field:
+        return ids[:_REPRESENTATIVES]
+    if score_field not in dataset.get_field_schema():
+        return ids[:_REPRESENTATIVES]
+    found, values = dataset.select(ids).values(["id", score_field])
+    score = dict(zip(found, values))
+    sign = -1.0 if config.get("score_kind") == "strength" else 1.0
+    ids = [i for i in ids if i in score]
+    ids.sort(
+        key=lambda i: np.inf if score[i] is None else sign * float(score[i])
+    )
+    return ids[:_REPRESENTATIVES]
+
+
+# --------------------------------------------------------------------------
+# 2-D projections for the App's Embeddings panel
+# --------------------------------------------------------------------------
+
+# The Embeddings panel colours by at most this many categories
+_PANEL_MAX_CATEGORIES = 100
+_OTHER_CLUSTERS = "other"
+
+
+def compute_projection(
+    samples,
+    brain_key,
+    embeddings_field=None,
+    run_key=None,
+    method="umap",
+    skip_missing=False,
+    progress=None,
+    **params,
+):
+    """Computes 2-D points of a collection's embeddings for the App's
+    Embeddings panel.
+
+    The points are stored as a FiftyOne brain visualization run under
+    ``brain_key`` (``dataset.list_brain_runs()``, ``load_brain_results``,
+    ``rename_brain_run`` and ``delete_brain_run`` work as for any brain
+    run), ready to be coloured by a clustering run's field.
+
+    Given a clustering ``run_key``, the run's embeddings field and samples
+    (those of ``samples`` that have a cluster id) are projected, the brain
+    key is added to the run's ``projection_keys``, and when the run has more
+    than 100 clusters (the panel colours by at most 100 categories) a field
+    ``<cluster_field>_top99`` is written, holding the ids of the 99 largest
+    clusters and ``"other"`` for the rest; the run's config records it as
+    ``color_field`` and among the ``fields`` the run owns. Nothing is written
+    unless the whole computation succeeds.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        brain_key: a new brain key (a Python identifier)
+        embeddings_field (None): the vector field to project; needed when
+            no ``run_key`` is given
+        run_key (None): a clustering run whose embeddings and samples to
+            project
+        method ("umap"): ``"umap"``, ``"pca"`` or ``"tsne"``; see
+            :data:`core.projection.PROJECTIONS`
+        skip_missing (False): whether to project only the samples that have
+            an embedding, instead of failing when some have none
+        progress (None): an optional ``progress(fraction, label)`` callable
+        **params: the method's parameters as ``<method>__<param>`` (e.g.
+            ``umap__n_neighbors=30``); those of other methods are ignored
+
+    Returns:
+        a summary dict: brain key, method and parameters, source field and
+        run, number of samples, the field to colour by (or ``None``) and
+        timings
+    """
+    import time
+
+    import fiftyone.brain as fob
+
+    from .core import projection as projection_
+
+    t0 = time.perf_counter()
+    dataset = samples._dataset
+    _check_new_brain_key(dataset, brain_key)
+    projector = projection_.PROJECTIONS.get(method)(**params)
+    view, embeddings_field, run_config = _projection_source(
+        samples, embeddings_field, run_key, skip_missing
+    )
+    n = view.count()
+    if n == 0:
+        raise InputError("The view is empty: there are no samples to project")
+    projector.check_input(n, 2)
+    color_field = None
+    if run_config is not None:
+        color_field = _plan_color_field(samples, run_key, run_config)
+
+    timings = {}
+    report = _stage(progress, 0.0, 0.1, "reading")
+    report(0.0)
+    ids, X = read_vectors(view, embeddings_field, progress=report)
+    projector.check_input(*X.shape)
+    timings["read_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    Y = projector.fit_transform(
+        X, progress=_stage(progress, 0.1, 0.9, "projecting")
+    )
+    del X
+    timings["project_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report = _stage(progress, 0.9, 1.0, "writing")
+    report(0.0)
+    points = dict(zip((str(i) for i in ids), Y))
+    written = []
+    try:
+        if color_field is not None:
+            _write_color_field(samples, run_key, run_config, color_field)
+            written.append(color_field)
+        fob.compute_visualization(
+            view,
+            points=points,
+            brain_key=brain_key,
+            progress=False,
+            plugin=runs.PLUGIN,
+            projection_method=method,
+            projection_params=dict(projector.params_),
+            source_embeddings_field=embeddings_field,
+            clustering_run_key=run_key,
+        )
+        report(0.5, "saved points")
+        if run_config is not None:
+            _link_projection(samples, run_key, brain_key, color_field)
+    except BaseException:
+        if brain_key in dataset.list_brain_runs():
+            dataset.delete_brain_run(brain_key)
+        _unwind_color_field(samples, run_key, written)
+        raise
+    timings["write_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    report(1.0)
+
+    color_by = None
+    if run_config is not None:
+        color_by = color_field or run_config["cluster_field"]
+    return dict(
+        brain_key=brain_key,
+        method=method,
+        params=dict(projector.params_),
+        embeddings_field=embeddings_field,
+        run_key=run_key,
+        n_samples=len(ids),
+        color_by=color_by,
+        timings={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+def list_projections(samples, run_key=None):
+    """The brain keys of the projections this plugin computed, optionally
+    only those linked to clustering run ``run_key``."""
+    import fiftyone.brain as fob
+
+    keys = samples._dataset.list_brain_runs(
+        type=fob.Visualization, plugin=runs.PLUGIN
+    )
+    if run_key is None:
+        return keys
+    linked = runs.get_config(samples, run_key).get("projection_keys") or []
+    return [k for k in linked if k in keys]
+
+
+def _stage(progress, lo, hi, label):
+    """A ``progress(fraction, label=None)`` that maps onto ``[lo, hi]``."""
+
+    def report(fraction, detail=None):
+        if progress is not None:
+            progress(lo + (hi - lo) * float(fraction), detail or label)
+
+    return report
+
+
+def _check_new_brain_key(dataset, brain_key):
+    if not isinstance(brain_key, str) or not brain_key.isidentifier():
+        raise InputError(
+            f"Brain key {brain_key!r} is not valid: use letters, digits and "
+            "underscores, not starting with a digit"
+        )
+    if brain_key in dataset.list_brain_runs():
+        raise InputError(
+            f"Brain key '{brain_key}' is already taken on dataset "
+            f"'{dataset.name}'; choose another, or delete or rename that "
+            "brain run first"
+        )
+
+
+def _projection_source(samples, embeddings_field, run_key, skip_missing):
+    """The view and field to project, and the clustering run's config."""
+    from .data import vector_field_db_name
+
+    config = None
+    if run_key is not None:
+        config = runs.get_config(samples, run_key)
+        run_field = config["embeddings_field"]
+        if embeddings_field is not None and embeddings_field != run_field:
+            raise InputError(
+                f"Clustering run '{run_key}' clustered '{run_field}', not "
+                f"'{embeddings_field}': pass one of embeddings_field or "
+                "run_key"
+            )
+        embeddings_field = run_field
+        cluster_field = config["cluster_field"]
+        if cluster_field not in samples._dataset.get_field_schema():
+            raise InputError(
+                f"The cluster field '{cluster_field}' of run '{run_key}' "
+                "no longer exists; recompute the run"
+            )
+        samples = samples.exists(cluster_field)
+    elif embeddings_field is None:
+        raise InputError(
+            "Nothing to project: pass embeddings_field (a vector field) or "
+            "run_key (a clustering run)"
+        )
+    vector_field_db_name(samples, embeddings_field)
+    if skip_missing:
+        samples = samples.exists(embeddings_field)
+    return samples, embeddings_field, config
+
+
+def _color_field_name(config):
+    return f"{config['cluster_field']}_top{_PANEL_MAX_CATEGORIES - 1}"
+
+
+def _plan_color_field(samples, run_key, config):
+    """The name of the colour field the run needs (one holding at most 100
+    categories), or ``None`` if its cluster field has no more than 100."""
+    results = runs.load_results(samples, run_key)
+    if len(results.get("clusters") or {}) <= _PANEL_MAX_CATEGORIES:
+        return None
+    name = config.get("color_field") or _color_field_name(config)
+    ensure_new_field(samples._dataset, name, owned=runs.owned_fields(config))
+    return name
+
+
+def top_cluster_values(labels, keep=_PANEL_MAX_CATEGORIES - 1):
+    """Keeps the ``keep`` most frequent values of ``labels`` and replaces
+    the others by ``"other"`` (``None`` stays ``None``).
+
+    Args:
+        labels: a sequence of cluster id strings (or ``None``)
+        keep (99): how many values to keep; ties go to the smaller id
+
+    Returns:
+        a list aligned with ``labels``
+    """
+    values, counts = np.unique(
+        np.array([v for v in labels if v is not None], dtype=str),
+        return_counts=True,
+    )
+    order = sorted(
+        range(len(values)),
+        key=lambda i: (-counts[i], _cluster_sort_key(values[i])),
+    )
+    kept = {str(values[i]) for i in order[:keep]}
+    return [v if v is None or v in kept else _OTHER_CLUSTERS for v in labels]
+
+
+def _cluster_sort_key(value):
+    try:
+        return (0, int(value), "")
+    except ValueError:
+        return (1, 0, str(value))
+
+
+def _write_color_field(samples, run_key, config, color_field):
+    """Writes the colour field of a run over every sample it clustered."""
+    dataset = samples._dataset
+    cluster_field = config["cluster_field"]
+    ids, labels = dataset.exists(cluster_field).values(["_id", cluster_field])
+    values = top_cluster_values(labels)
+    write_fields(
+        dataset, ids, {color_field: values}, {color_field: fo.StringField}
+    )
+
+
+def _link_projection(samples, run_key, brain_key, color_field):
+    """Records a projection (and the colour field) in a clustering run."""
+    config = runs.get_config(samples, run_key)
+    keys = list(config.get("projection_keys") or [])
+    updates = dict(projection_keys=keys + [brain_key])
+    if color_field is not None:
+        fields = list(config.get("fields") or [])
+        if color_field not in fields:
+            fields.append(color_field)
+        updates.update(color_field=color_field, fields=fields)
+    runs.update_config(samples, run_key, **updates)
+
+
+def _unwind_color_field(samples, run_key, written):
+    """After a failed projection: removes a colour field that no run
+    records, and forgets one that is gone."""
+    if not written:
+        return
+    config = runs.get_config(samples, run_key)
+    field = written[0]
+    if config.get("color_field") != field:
+        remove_fields(samples._dataset, [field])
+    elif field not in samples._dataset.get_field_schema():
+        fields = [f for f in config.get("fields") or [] if f != field]
+        runs.update_config(samples, run_key, color_field=None, fields=fields)

@@ -1,10 +1,13 @@
 """Pieces shared by the operators: forms generated from parameter schemas,
 delegation, progress and target views."""
 
+import logging
 import time
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+
+logger = logging.getLogger(__name__)
 
 # Views with more samples than this run delegated unless the user chooses
 DELEGATION_THRESHOLD = {
@@ -30,7 +33,8 @@ def add_schema_inputs(inputs, registry, name, ctx, defaults=None):
         kwargs = dict(
             label=p.name.replace("_", " ").capitalize(),
             description=description,
-            required=not p.optional,
+            # not required: the API fills in defaults for omitted params
+            required=False,
         )
         if default is not None:
             kwargs["default"] = default
@@ -93,13 +97,30 @@ def add_delegation_input(inputs, ctx, operator_name):
     )
 
 
+def _target_size(ctx):
+    if ctx.dataset is None:
+        return 0
+    return ctx.target_view().count()
+
+
 def resolve_delegation(ctx, operator_name):
-    """Delegates when the user asked to, or when the view is large."""
+    """Whether to run delegated.
+
+    Yes when delegation was requested (the App's *Schedule* button, or
+    ``request_delegation=True`` / ``delegate=True`` from Python); otherwise
+    the form's ``delegate`` choice; otherwise whether the target view has
+    more samples than the operator's :data:`DELEGATION_THRESHOLD`.
+
+    The answer is always ``True`` or ``False``, never ``None``: FiftyOne
+    then offers the App's one matching button (*Execute* or *Schedule*), so
+    the form's checkbox is the only delegation choice the user sees.
+    """
+    if ctx.requesting_delegated_execution:
+        return True
     delegate = ctx.params.get("delegate", None)
     if delegate is not None:
         return bool(delegate)
-    threshold = DELEGATION_THRESHOLD[operator_name]
-    return ctx.target_view().count() > threshold
+    return _target_size(ctx) > DELEGATION_THRESHOLD[operator_name]
 
 
 def heavy_config(name, label, description, **kwargs):
@@ -117,19 +138,35 @@ def heavy_config(name, label, description, **kwargs):
 
 
 def progress_reporter(ctx, every=1.0):
-    """Returns ``progress(fraction, label=None)`` that forwards to
-    ``ctx.set_progress`` at most once per ``every`` seconds."""
-    state = {"last": 0.0}
+    """Returns ``progress(fraction, label=None)`` for the API's long calls.
+
+    In a delegated run it records the progress on the run through
+    ``ctx.set_progress``, where ``fiftyone delegated list`` and
+    ``fiftyone delegated info`` show it; in an immediate run it logs. An
+    update goes out whenever the label (the stage) changes, at the end, and
+    otherwise at most once per ``every`` seconds.
+    """
+    state = {"last": float("-inf"), "label": None}
+    delegated = getattr(ctx, "delegated", True)
 
     def progress(fraction, label=None):
         now = time.monotonic()
-        if fraction < 1 and now - state["last"] < every:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if (
+            fraction < 1
+            and label == state["label"]
+            and now - state["last"] < every
+        ):
             return
         state["last"] = now
+        state["label"] = label
+        if not delegated:
+            logger.info("%s: %d%%", label or "Progress", 100 * fraction)
+            return
         try:
-            ctx.set_progress(progress=float(fraction), label=label)
-        except Exception:  # the App may have gone away; keep computing
-            pass
+            ctx.set_progress(progress=fraction, label=label)
+        except Exception as e:  # progress must never stop the computation
+            logger.debug("Could not record progress: %s", e)
 
     return progress
 
@@ -143,13 +180,30 @@ def call_operator(operator, sample_collection, params, delegate=False):
     """Runs ``operator`` on a collection from Python, the way the App does.
 
     This is what the operators' ``__call__`` methods use, so that
-    ``foo.get_operator(uri)(dataset, ...)`` works, including
-    ``delegate=True``.
+    ``foo.get_operator(uri)(dataset_or_view, ...)`` works. With
+    ``delegate=True`` the operation is queued instead, with the view it was
+    given, for ``fiftyone delegated launch`` to run.
+
+    Returns:
+        an :class:`fiftyone.operators.executor.ExecutionResult` (inside a
+        running event loop, such as a notebook, an ``asyncio.Task`` that
+        resolves to it); for a queued operation its ``result`` is the
+        queued operation's document, whose ``id`` identifies it in
+        ``fiftyone delegated list``
     """
     ctx = dict(view=sample_collection.view())
-    return foo.execute_operator(
+    result = foo.execute_operator(
         operator.uri,
         ctx,
         params={k: v for k, v in params.items() if v is not None},
-        request_delegation=delegate,
+        request_delegation=bool(delegate),
     )
+    if getattr(result, "delegated", False):
+        op_id = (result.result or {}).get("id")
+        logger.info(
+            "Queued %s as delegated operation %s; `fiftyone delegated "
+            "launch` runs it",
+            operator.uri,
+            op_id,
+        )
+    return result

@@ -96,15 +96,15 @@ class ComputeClusters(foo.Operator):
                 ),
             )
             return types.Property(inputs)
-        field_choices = types.DropdownView()
+        field_choices = types.AutocompleteView()
         for f in fields:
             field_choices.add_choice(f, label=f)
-        inputs.enum(
+        inputs.str(
             "embeddings_field",
-            field_choices.values(),
             default=fields[0],
             required=True,
             label="Embeddings field",
+            description="The vector field to cluster",
             view=field_choices,
         )
 
