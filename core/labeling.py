@@ -307,9 +307,12 @@ def make_thumbnail(path, max_side=THUMBNAIL_SIZE, quality=JPEG_QUALITY):
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
-        if img.format == "JPEG":
-            # Decode at a reduced scale straight away when possible
-            img.draft("RGB", (max_side, max_side))
+        w, h = img.size
+        if img.format == "JPEG" and max(w, h) > max_side:
+            # Let the JPEG decoder shrink by 1/2, 1/4 or 1/8 on the way,
+            # never below the thumbnail's size
+            scale = max_side / max(w, h)
+            img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
         img = ImageOps.exif_transpose(img)
         if img.mode in ("RGBA", "LA", "PA") or (
             img.mode == "P" and "transparency" in img.info
@@ -531,7 +534,7 @@ class OpenAILabeler(Labeler):
     def __repr__(self):
         return (
             f"OpenAILabeler(model={self.model!r}, "
-            f"base_url={self.base_url!r})"
+            f"base_url={display_url(self.base_url)!r})"
         )
 
     def cancel(self):
@@ -619,9 +622,7 @@ class OpenAILabeler(Labeler):
         if usage is not None:
             with self._lock:
                 self.usage["prompt_tokens"] += usage.prompt_tokens or 0
-                self.usage["completion_tokens"] += (
-                    usage.completion_tokens or 0
-                )
+                self.usage["completion_tokens"] += usage.completion_tokens or 0
         choices = getattr(response, "choices", None) or []
         if not choices or choices[0].message is None:
             raise AnswerError("the answer has no message")
@@ -636,7 +637,7 @@ class OpenAILabeler(Labeler):
         action is ``"retry"``, ``"fallback"``, ``"fail"`` or ``"fatal"``."""
         import openai
 
-        where = self.base_url or "api.openai.com"
+        where = display_url(self.base_url)
         if isinstance(e, openai.APITimeoutError):
             return "retry", f"no answer within {self.timeout:g} s", None
         if isinstance(e, openai.APIConnectionError):
@@ -648,12 +649,16 @@ class OpenAILabeler(Labeler):
             message = _status_message(e)
             retry_after = _retry_after(e.response)
             if status == 429:
-                return "retry", f"rate limited (HTTP 429){message}", (
-                    retry_after
+                return (
+                    "retry",
+                    f"rate limited (HTTP 429){message}",
+                    (retry_after),
                 )
             if status >= 500 or status in (408, 409):
-                return "retry", f"server error (HTTP {status}){message}", (
-                    retry_after
+                return (
+                    "retry",
+                    f"server error (HTTP {status}){message}",
+                    (retry_after),
                 )
             if status in (401, 403):
                 # The server's text may quote (part of) the key: drop it
@@ -697,6 +702,13 @@ class OpenAILabeler(Labeler):
         if self._secret and self._secret in text:
             text = text.replace(self._secret, "***")
         return text
+
+
+def display_url(base_url):
+    """A server URL fit for messages: credentials in it are masked."""
+    if not base_url:
+        return "api.openai.com"
+    return re.sub(r"//[^/@]*@", "//***@", str(base_url))
 
 
 def _status_message(e):
@@ -777,7 +789,9 @@ class Outcome:
     shown_ids: list = dataclasses.field(default_factory=list)
 
 
-def _run_job(job, labeler, prompt_fn, thumbnail_size):
+def _run_job(job, labeler, prompt_fn, thumbnail_size, slots):
+    """Makes a job's thumbnails, then sends it once a request slot is
+    free."""
     images = []
     shown = []
     errors = []
@@ -798,7 +812,8 @@ def _run_job(job, labeler, prompt_fn, thumbnail_size):
     if not images:
         first = errors[0] if errors else "no image"
         raise LabelError(f"none of its images could be read ({first})")
-    label = labeler.label(images, prompt_fn(len(images)))
+    with slots:
+        label = labeler.label(images, prompt_fn(len(images)))
     return label, shown
 
 
@@ -814,7 +829,8 @@ def label_clusters(
     """Names clusters concurrently.
 
     Each job's images are turned into thumbnails and sent in one request;
-    up to ``max_concurrency`` requests are in flight at once. As each
+    up to ``max_concurrency`` requests are in flight at once, while the
+    thumbnails of the next jobs are being made. As each
     cluster finishes, ``on_outcome(outcome)`` is called in the calling
     thread, so labels can be stored while the others are still running.
 
@@ -859,15 +875,19 @@ def label_clusters(
                 f"Labelled {len(outcomes)} of {total} clusters",
             )
 
+    # Twice as many workers as request slots: while requests are in
+    # flight, the next jobs' thumbnails are made, so a slot that frees up
+    # is used at once
+    slots = threading.BoundedSemaphore(max_concurrency)
     pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(max_concurrency, max(1, total)),
+        max_workers=min(2 * max_concurrency, max(1, total)),
         thread_name_prefix="label",
     )
     try:
         futures = {
-            pool.submit(_run_job, job, labeler, prompt_fn, thumbnail_size): (
-                job
-            )
+            pool.submit(
+                _run_job, job, labeler, prompt_fn, thumbnail_size, slots
+            ): job
             for job in jobs
         }
         for future in concurrent.futures.as_completed(futures):
@@ -885,7 +905,10 @@ def label_clusters(
                 report(Outcome(job.cluster_id, error=str(e)))
                 continue
             except LabelError as e:
-                report(Outcome(job.cluster_id, error=str(e)))
+                error = str(e)
+                if fatal is not None and error == "cancelled":
+                    error = f"not sent: {fatal}"
+                report(Outcome(job.cluster_id, error=error))
                 continue
             except Exception as e:
                 logger.exception("Labelling cluster %s", job.cluster_id)
