@@ -142,8 +142,14 @@ class KMeans(ClusteringMethod):
         return best[1], None
 
 
-def kmeans(X, k, max_iter, seed, seed_sample=20000):
+def kmeans(X, k, max_iter, seed, seed_sample=10000):
     """k-means with k-means++ seeding on a bounded sample.
+
+    Seeds come from k-means++ on at most ``max(seed_sample, 40 k)`` rows;
+    faiss then runs Lloyd iterations on at most 256 rows per centroid (its
+    default sampling) and assigns every row to its nearest centroid. With
+    k-means++ seeds this matches full-data k-means in quality at a fraction
+    of the time.
 
     Returns:
         ``(centroids (k x d float32), labels (n int64), inertia)``
@@ -152,7 +158,7 @@ def kmeans(X, k, max_iter, seed, seed_sample=20000):
 
     rng = np.random.default_rng(seed)
     n = len(X)
-    idx = rng.choice(n, min(n, max(seed_sample, 20 * k)), replace=False)
+    idx = rng.choice(n, min(n, max(seed_sample, 40 * k)), replace=False)
     idx.sort()
     init, _ = kmeans_plusplus(X[idx], k, random_state=seed)
     init = init.astype(np.float32)
@@ -177,7 +183,7 @@ def kmeans(X, k, max_iter, seed, seed_sample=20000):
         k,
         niter=max_iter,
         seed=seed,
-        max_points_per_centroid=max(256, -(-n // k)),
+        max_points_per_centroid=256,
         spherical=False,
         verbose=False,
     )

@@ -83,7 +83,7 @@ def typical_first(labels, score, score_kind, ids, top=20):
     return out
 
 
-def quality(X, labels, seed=51, silhouette_size=5000, other_size=50000):
+def quality(X, labels, seed=51, silhouette_size=3000, other_size=20000):
     """Quality metrics on bounded random samples of the non-noise rows.
 
     Returns:

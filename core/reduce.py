@@ -18,10 +18,13 @@ UMAP_PCA_DIM = 50
 
 
 def l2_normalize(X):
-    """Scales rows to unit L2 norm in place (zero rows stay zero)."""
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    np.maximum(norms, 1e-12, out=norms)
-    X /= norms
+    """Scales rows to unit L2 norm in place, in chunks so that no full-size
+    temporary is made (zero rows stay zero)."""
+    for s in range(0, len(X), 65536):
+        part = X[s : s + 65536]
+        norms = np.sqrt(np.einsum("ij,ij->i", part, part))[:, None]
+        np.maximum(norms, 1e-12, out=norms)
+        part /= norms
     return X
 
 

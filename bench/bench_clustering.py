@@ -1,0 +1,191 @@
+"""Clustering benchmark: end-to-end time, peak memory and quality.
+
+Synthetic 512-d embeddings (a mixture of 50 Gaussian components) are stored
+in a FiftyOne dataset; each case then runs ``api.compute_clusters`` end to
+end (read, reduce, fit, write labels and scores, save the run) in a fresh
+process, whose peak resident memory is reported.
+
+Usage::
+
+    python bench/bench_clustering.py [--cases kmeans-100k,hdbscan-10k,...]
+
+Uses FiftyOne's configured database; datasets are deleted afterwards.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CASES = {
+    "kmeans-100k": (100_000, dict(method="kmeans", kmeans__n_clusters=50)),
+    "hdbscan-10k": (10_000, dict(method="hdbscan")),
+    "hdbscan-100k": (100_000, dict(method="hdbscan")),
+    "kmeans-1m": (1_000_000, dict(method="kmeans", kmeans__n_clusters=100)),
+}
+
+
+def mixture(n, d=512, k=50, seed=0):
+    """n x d float32 points from k Gaussian components, and their labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d)).astype(np.float32) * 0.115
+    y = rng.integers(0, k, n)
+    X = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 100_000):
+        e = min(n, s + 100_000)
+        X[s:e] = centers[y[s:e]] + rng.normal(size=(e - s, d)).astype(
+            np.float32
+        ) * np.float32(0.1)
+    return X, y
+
+
+def populate(name, n):
+    """Creates dataset ``name`` with ``n`` samples and an ``emb`` field,
+    inserting the documents in bulk."""
+    from datetime import datetime
+
+    import numpy as np
+    from bson import Binary, ObjectId
+
+    import fiftyone as fo
+    import fiftyone.core.utils as fou
+
+    X, y = mixture(n)
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+    ds = fo.Dataset(name)
+    ds.add_sample_field("emb", fo.VectorField)
+    ds.add_sample_field("truth", fo.IntField)
+    coll = ds._sample_collection
+    now = datetime.utcnow()
+    for s in range(0, n, 20_000):
+        docs = [
+            {
+                "_id": ObjectId(),
+                "filepath": f"/bench/{i}.jpg",
+                "tags": [],
+                "metadata": None,
+                "created_at": now,
+                "last_modified_at": now,
+                "_media_type": "image",
+                "_dataset_id": ds._doc.id,
+                "emb": Binary(fou.serialize_numpy_array(X[i])),
+                "truth": int(y[i]),
+            }
+            for i in range(s, min(n, s + 20_000))
+        ]
+        coll.insert_many(docs, ordered=False)
+    del X
+    return ds
+
+
+def _vm_hwm_mb():
+    """Peak resident memory of this process (VmHWM), in MB. Unlike
+    ``ru_maxrss``, it is not inherited from the parent across exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_case(name, params):
+    """Runs one case in this process; prints a JSON line of results."""
+    import importlib
+
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    import fiftyone as fo
+    import fiftyone.operators as foo
+
+    foo.get_operator("@curate/clustering/compute_clusters")  # load plugin
+    api = importlib.import_module("fiftyone.plugins.orgs.curate.clustering.api")
+    ds = fo.load_dataset(name)
+    base = _vm_hwm_mb()
+    t = time.perf_counter()
+    out = api.compute_clusters(ds, "bench", "emb", **params)
+    wall = time.perf_counter() - t
+    peak = _vm_hwm_mb()
+    truth, labels = ds.values(["truth", "bench_cluster"])
+    print(
+        "RESULT "
+        + json.dumps(
+            dict(
+                wall_s=round(wall, 1),
+                peak_mb=round(peak),
+                rss_before_mb=round(base),
+                ari=round(adjusted_rand_score(truth, labels), 3),
+                n_clusters=out["n_clusters"],
+                noise=round(out["metrics"]["noise_fraction"], 3),
+                timings=out["timings"],
+            )
+        )
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", default="kmeans-100k,hdbscan-10k")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        case = CASES[args.run]
+        run_case(f"curate-bench-{args.run}", case[1])
+        return
+
+    # Load this checkout as the plugin, whatever plugins are installed
+    import tempfile
+
+    plugins = tempfile.mkdtemp(prefix="curate-bench-plugins-")
+    os.symlink(REPO, os.path.join(plugins, "curate-clustering"))
+    os.environ["FIFTYONE_PLUGINS_DIR"] = plugins
+
+    import fiftyone as fo
+
+    rows = []
+    for case in args.cases.split(","):
+        n, params = CASES[case]
+        name = f"curate-bench-{case}"
+        t = time.perf_counter()
+        populate(name, n)
+        print(f"{case}: populated {n:,} samples in {time.perf_counter() - t:.0f} s")
+        proc = subprocess.run(
+            [sys.executable, __file__, "--run", case],
+            capture_output=True,
+            text=True,
+        )
+        fo.delete_dataset(name)
+        line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")]
+        if proc.returncode or not line:
+            print(proc.stderr[-3000:])
+            raise SystemExit(f"{case} failed")
+        result = json.loads(line[0][len("RESULT ") :])
+        rows.append((case, result))
+        print(case, json.dumps(result))
+
+    print()
+    print("| case | wall (s) | peak RSS (MB) | ARI | clusters | noise | stages (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for case, r in rows:
+        t = r["timings"]
+        stages = ", ".join(
+            f"{k[:-2]} {v:.1f}" for k, v in t.items() if k != "total_s"
+        )
+        print(
+            f"| {case} | {r['wall_s']} | {r['peak_mb']} | {r['ari']} | "
+            f"{r['n_clusters']} | {r['noise']} | {stages} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
