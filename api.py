@@ -45,9 +45,9 @@ class _Stages:
         lo, hi = self.bounds[stage]
         logger.info("%s...", stage.capitalize())
 
-        def report(fraction):
+        def report(fraction, label=None):
             if self.progress is not None:
-                self.progress(lo + (hi - lo) * fraction, stage)
+                self.progress(lo + (hi - lo) * fraction, label or stage)
 
         report(0.0)
         return report
@@ -92,7 +92,7 @@ def compute_clusters(
             ``<run_key>_cluster``
         normalize (True): whether to L2-normalise the embeddings first
         reduce ("auto"): ``"none"``, ``"pca"``, ``"umap"`` or ``"auto"``
-            (UMAP to 10 dimensions for density-based methods, else none)
+            (UMAP to 5 dimensions for density-based methods, else none)
         skip_missing (False): whether to cluster only the samples that have
             an embedding, instead of failing when some have none
         progress (None): an optional ``progress(fraction, stage)`` callable
@@ -138,7 +138,9 @@ def compute_clusters(
 
     t = time.perf_counter()
     report = stage("reducing")
-    Z = reduce_.preprocess(X, normalize, reduce_name, reduce_params)
+    Z, reducer = reduce_.preprocess(
+        X, normalize, reduce_name, reduce_params, progress=report
+    )
     timings["reduce_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -1200,8 +1202,16 @@ def _emb_zoo(
     kwargs = {}
     if device not in (None, "auto"):
         kwargs["device"] = device
-    with emb.hub_offline_unless_reachable():
-        model = foz.load_zoo_model(name, **kwargs)
+    try:
+        with emb.hub_offline_unless_reachable():
+            model = foz.load_zoo_model(name, **kwargs)
+    except Exception as e:
+        raise emb.WeightsError(
+            f"Zoo model '{name}' could not be loaded ({type(e).__name__}: "
+            f"{e}). If its weights come from the internet, download them on "
+            "a machine with access, or use model='open_clip' or "
+            "'torchvision' with a local checkpoint file"
+        ) from e
     if not getattr(model, "has_embeddings", False):
         raise InputError(f"Zoo model '{name}' does not expose embeddings")
 
@@ -1232,6 +1242,13 @@ def _emb_zoo(
             model, embeddings_field=field, skip_failures=True, **run
         )
         missing = dataset.select(ids).exists(field, False)
+        if batch_size != 1 and missing.count():
+            # FiftyOne skips a whole batch for one unreadable image: retry
+            # those samples one by one so only the bad files stay empty
+            retry = dict(run, batch_size=1, progress=False)
+            missing.compute_embeddings(
+                model, embeddings_field=field, skip_failures=True, **retry
+            )
         failed = missing.count()
         failed_files = missing.limit(_EMB_SHOW_FAILED).values("filepath")
     else:
@@ -1747,13 +1764,10 @@ def compute_projection(
     """
     import time
 
-    import fiftyone.brain as fob
-
     from .core import projection as projection_
 
     t0 = time.perf_counter()
-    dataset = samples._dataset
-    _check_new_brain_key(dataset, brain_key)
+    check_new_brain_key(samples, brain_key)
     projector = projection_.PROJECTIONS.get(method)(**params)
     view, embeddings_field, run_config = _projection_source(
         samples, embeddings_field, run_key, skip_missing
@@ -1762,9 +1776,8 @@ def compute_projection(
     if n == 0:
         raise InputError("The view is empty: there are no samples to project")
     projector.check_input(n, 2)
-    color_field = None
     if run_config is not None:
-        color_field = _plan_color_field(samples, run_key, run_config)
+        _plan_color_field(samples, run_key, run_config)
 
     timings = {}
     report = _stage(progress, 0.0, 0.1, "reading")
@@ -1781,40 +1794,19 @@ def compute_projection(
     timings["project_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    report = _stage(progress, 0.9, 1.0, "writing")
-    report(0.0)
-    points = dict(zip((str(i) for i in ids), Y))
-    written = []
-    try:
-        if color_field is not None:
-            _write_color_field(samples, run_key, run_config, color_field)
-            written.append(color_field)
-        fob.compute_visualization(
-            view,
-            points=points,
-            brain_key=brain_key,
-            progress=False,
-            plugin=runs.PLUGIN,
-            projection_method=method,
-            projection_params=dict(projector.params_),
-            source_embeddings_field=embeddings_field,
-            clustering_run_key=run_key,
-        )
-        report(0.5, "saved points")
-        if run_config is not None:
-            _link_projection(samples, run_key, brain_key, color_field)
-    except BaseException:
-        if brain_key in dataset.list_brain_runs():
-            dataset.delete_brain_run(brain_key)
-        _unwind_color_field(samples, run_key, written)
-        raise
+    color_by = save_projection(
+        view,
+        brain_key,
+        ids,
+        Y,
+        method,
+        projector.params_,
+        embeddings_field,
+        run_key=run_key,
+        progress=_stage(progress, 0.9, 1.0, "writing"),
+    )
     timings["write_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
-    report(1.0)
-
-    color_by = None
-    if run_config is not None:
-        color_by = color_field or run_config["cluster_field"]
     return dict(
         brain_key=brain_key,
         method=method,
@@ -1825,6 +1817,108 @@ def compute_projection(
         color_by=color_by,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
+
+
+def check_new_brain_key(samples, brain_key):
+    """Raises an :class:`InputError` if ``brain_key`` is invalid or taken
+    on the collection's dataset."""
+    dataset = samples._dataset
+    if not isinstance(brain_key, str) or not brain_key.isidentifier():
+        raise InputError(
+            f"Brain key {brain_key!r} is not valid: use letters, digits and "
+            "underscores, not starting with a digit"
+        )
+    if brain_key in dataset.list_brain_runs():
+        raise InputError(
+            f"Brain key '{brain_key}' is already taken on dataset "
+            f"'{dataset.name}'; choose another, or delete or rename that "
+            "brain run first"
+        )
+
+
+def save_projection(
+    samples,
+    brain_key,
+    ids,
+    points,
+    method,
+    params,
+    embeddings_field,
+    run_key=None,
+    progress=None,
+):
+    """Stores computed 2-D points as a brain visualization run, and links
+    them to a clustering run.
+
+    This is the storing half of :func:`compute_projection`, for callers that
+    computed the points themselves (e.g. with a neighbour graph shared with
+    a clustering run). Either everything below is written or nothing is:
+
+    -   the brain run ``brain_key`` over ``samples``, whose config records
+        the projection ``method``, its ``params``, the embeddings field and
+        the clustering run;
+    -   for a ``run_key`` of more than 100 clusters, the run's colour field
+        (see :func:`compute_projection`), recorded in the run's config;
+    -   ``brain_key`` appended to the run's ``projection_keys``.
+
+    Args:
+        samples: the dataset or view the points belong to
+        brain_key: a new brain key
+        ids: the sample ids of the rows of ``points``, all in ``samples``
+        points: an ``n x 2`` float32 array
+        method: the projection method's name
+        params: its parameters (JSON-serialisable)
+        embeddings_field: the vector field that was projected
+        run_key (None): a clustering run to link the projection to
+        progress (None): an optional ``progress(fraction, label)`` callable
+
+    Returns:
+        the field to colour the points by (the run's cluster or colour
+        field), or ``None`` without ``run_key``
+    """
+    import fiftyone.brain as fob
+
+    check_new_brain_key(samples, brain_key)
+    dataset = samples._dataset
+    report = _stage(progress, 0.0, 1.0, "writing")
+    report(0.0)
+    config = color_field = None
+    if run_key is not None:
+        config = runs.get_config(samples, run_key)
+        color_field = _plan_color_field(samples, run_key, config)
+    if samples.count() != len(ids):
+        samples = samples.exists(embeddings_field)
+    points = dict(zip((str(i) for i in ids), points))
+
+    written = []
+    try:
+        if color_field is not None:
+            _write_color_field(samples, config, color_field)
+            written.append(color_field)
+            report(0.3)
+        fob.compute_visualization(
+            samples,
+            points=points,
+            brain_key=brain_key,
+            progress=False,
+            plugin=runs.PLUGIN,
+            projection_method=method,
+            projection_params=dict(params),
+            source_embeddings_field=embeddings_field,
+            clustering_run_key=run_key,
+        )
+        report(0.9, "saved points")
+        if run_key is not None:
+            _link_projection(samples, run_key, brain_key, color_field)
+    except BaseException:
+        if brain_key in dataset.list_brain_runs():
+            dataset.delete_brain_run(brain_key)
+        _unwind_color_field(samples, run_key, written)
+        raise
+    report(1.0)
+    if config is None:
+        return None
+    return color_field or config["cluster_field"]
 
 
 def list_projections(samples, run_key=None):
@@ -1841,6 +1935,36 @@ def list_projections(samples, run_key=None):
     return [k for k in linked if k in keys]
 
 
+def top_cluster_values(labels, keep=_PANEL_MAX_CATEGORIES - 1):
+    """Keeps the ``keep`` most frequent values of ``labels`` and replaces
+    the others by ``"other"`` (``None`` stays ``None``).
+
+    Args:
+        labels: a sequence of cluster id strings (or ``None``)
+        keep (99): how many values to keep; ties go to the smaller id
+
+    Returns:
+        a list aligned with ``labels``
+    """
+    values, counts = np.unique(
+        np.array([v for v in labels if v is not None], dtype=str),
+        return_counts=True,
+    )
+    order = sorted(
+        range(len(values)),
+        key=lambda i: (-counts[i], _cluster_sort_key(values[i])),
+    )
+    kept = {str(values[i]) for i in order[:keep]}
+    return [v if v is None or v in kept else _OTHER_CLUSTERS for v in labels]
+
+
+def _cluster_sort_key(value):
+    try:
+        return (0, int(value), "")
+    except ValueError:
+        return (1, 0, str(value))
+
+
 def _stage(progress, lo, hi, label):
     """A ``progress(fraction, label=None)`` that maps onto ``[lo, hi]``."""
 
@@ -1849,20 +1973,6 @@ def _stage(progress, lo, hi, label):
             progress(lo + (hi - lo) * float(fraction), detail or label)
 
     return report
-
-
-def _check_new_brain_key(dataset, brain_key):
-    if not isinstance(brain_key, str) or not brain_key.isidentifier():
-        raise InputError(
-            f"Brain key {brain_key!r} is not valid: use letters, digits and "
-            "underscores, not starting with a digit"
-        )
-    if brain_key in dataset.list_brain_runs():
-        raise InputError(
-            f"Brain key '{brain_key}' is already taken on dataset "
-            f"'{dataset.name}'; choose another, or delete or rename that "
-            "brain run first"
-        )
 
 
 def _projection_source(samples, embeddings_field, run_key, skip_missing):
@@ -1898,59 +2008,30 @@ def _projection_source(samples, embeddings_field, run_key, skip_missing):
     return samples, embeddings_field, config
 
 
-def _color_field_name(config):
-    return f"{config['cluster_field']}_top{_PANEL_MAX_CATEGORIES - 1}"
-
-
 def _plan_color_field(samples, run_key, config):
-    """The name of the colour field the run needs (one holding at most 100
-    categories), or ``None`` if its cluster field has no more than 100."""
+    """The name of the colour field a run needs (one of at most 100
+    categories), or ``None`` if its clusters are no more than 100; raises
+    an :class:`InputError` if that name is taken by another field."""
     results = runs.load_results(samples, run_key)
     if len(results.get("clusters") or {}) <= _PANEL_MAX_CATEGORIES:
         return None
-    name = config.get("color_field") or _color_field_name(config)
+    name = config.get("color_field") or (
+        f"{config['cluster_field']}_top{_PANEL_MAX_CATEGORIES - 1}"
+    )
     ensure_new_field(samples._dataset, name, owned=runs.owned_fields(config))
     return name
 
 
-def top_cluster_values(labels, keep=_PANEL_MAX_CATEGORIES - 1):
-    """Keeps the ``keep`` most frequent values of ``labels`` and replaces
-    the others by ``"other"`` (``None`` stays ``None``).
-
-    Args:
-        labels: a sequence of cluster id strings (or ``None``)
-        keep (99): how many values to keep; ties go to the smaller id
-
-    Returns:
-        a list aligned with ``labels``
-    """
-    values, counts = np.unique(
-        np.array([v for v in labels if v is not None], dtype=str),
-        return_counts=True,
-    )
-    order = sorted(
-        range(len(values)),
-        key=lambda i: (-counts[i], _cluster_sort_key(values[i])),
-    )
-    kept = {str(values[i]) for i in order[:keep]}
-    return [v if v is None or v in kept else _OTHER_CLUSTERS for v in labels]
-
-
-def _cluster_sort_key(value):
-    try:
-        return (0, int(value), "")
-    except ValueError:
-        return (1, 0, str(value))
-
-
-def _write_color_field(samples, run_key, config, color_field):
+def _write_color_field(samples, config, color_field):
     """Writes the colour field of a run over every sample it clustered."""
     dataset = samples._dataset
     cluster_field = config["cluster_field"]
     ids, labels = dataset.exists(cluster_field).values(["_id", cluster_field])
-    values = top_cluster_values(labels)
     write_fields(
-        dataset, ids, {color_field: values}, {color_field: fo.StringField}
+        dataset,
+        ids,
+        {color_field: top_cluster_values(labels)},
+        {color_field: fo.StringField},
     )
 
 
@@ -1969,7 +2050,7 @@ def _link_projection(samples, run_key, brain_key, color_field):
 
 def _unwind_color_field(samples, run_key, written):
     """After a failed projection: removes a colour field that no run
-    records, and forgets one that is gone."""
+    records, and forgets a recorded one that is gone."""
     if not written:
         return
     config = runs.get_config(samples, run_key)

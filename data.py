@@ -11,6 +11,8 @@ several times faster than one update per sample.
 
 import io
 import logging
+import re
+import time
 import uuid
 import zlib
 from datetime import datetime, timezone
@@ -171,8 +173,17 @@ def write_fields(dataset, ids, values, field_types, progress=None):
         progress (None): an optional callable ``progress(fraction)``
     """
     coll = dataset._sample_collection
-    tmp = dataset._sample_collection_name + "_tmp_" + uuid.uuid4().hex[:8]
+    prefix = dataset._sample_collection_name + "_tmp_"
+    _drop_stale_temporaries(coll.database, prefix)
+    tmp = f"{prefix}{int(time.time())}_{uuid.uuid4().hex[:8]}"
     tmp_coll = coll.database[tmp]
+    # Values under these names that the schema does not declare are strays
+    # of a writer that was killed mid-merge: clear them first
+    for name in values:
+        if name not in dataset.get_field_schema():
+            coll.update_many(
+                {name: {"$exists": True}}, {"$unset": {name: ""}}
+            )
     names = list(values)
     cols = [_to_bson_list(values[name]) for name in names]
     now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -211,6 +222,19 @@ def write_fields(dataset, ids, values, field_types, progress=None):
         raise
     finally:
         tmp_coll.drop()
+
+
+_STALE_AFTER_S = 24 * 3600
+
+
+def _drop_stale_temporaries(db, prefix):
+    """Drops temporary collections that a killed writer left behind (those
+    older than a day, so that concurrent writers are never disturbed)."""
+    now = time.time()
+    for name in db.list_collection_names(filter={"name": {"$regex": "^" + re.escape(prefix)}}):
+        stamp = name[len(prefix) :].split("_", 1)[0]
+        if stamp.isdigit() and now - int(stamp) > _STALE_AFTER_S:
+            db.drop_collection(name)
 
 
 def _to_bson_list(values):

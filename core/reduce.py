@@ -11,12 +11,6 @@ logger = logging.getLogger(__name__)
 
 REDUCERS = Registry("reduction")
 
-# UMAP's neighbour search is run on at most this many PCA components: it is
-# several times faster than on 512-d or 768-d embeddings and keeps the
-# neighbourhoods (embeddings of images have low intrinsic dimension)
-UMAP_PCA_DIM = 50
-
-
 def l2_normalize(X):
     """Scales rows to unit L2 norm in place, in chunks so that no full-size
     temporary is made (zero rows stay zero)."""
@@ -84,11 +78,11 @@ class UMAP(Reducer):
         "step before density-based clustering."
     )
     params = (
-        Param("n_components", int, 10, "Output dimensions.", min=1, max=100),
+        Param("n_components", int, 5, "Output dimensions.", min=1, max=100),
         Param(
             "n_neighbors",
             int,
-            15,
+            10,
             "Neighbours that define the local structure.",
             min=2,
             max=200,
@@ -108,54 +102,49 @@ class UMAP(Reducer):
             "Distance between embeddings.",
             choices=("cosine", "euclidean"),
         ),
+        Param(
+            "n_epochs",
+            int,
+            200,
+            "Optimisation epochs (more refine the layout, linearly slower).",
+            min=10,
+            max=2000,
+        ),
         Param("random_state", int, 51, "Seed.", min=0),
     )
 
     def fit_transform(self, X, progress=None):
+        """UMAP of the rows of ``X``; keeps the neighbour-search features
+        and the kNN graph as ``features_`` and ``knn_`` so that a 2-D
+        projection of the same data can reuse them."""
+        from . import projection
+
         p = self.params_
-        return umap(
-            X,
+        n = len(X)
+        if n <= p["n_neighbors"]:
+            raise ParamError(
+                f"UMAP needs more samples ({n}) than umap__n_neighbors "
+                f"({p['n_neighbors']})"
+            )
+        if p["n_components"] >= n - 1:
+            raise ParamError(
+                f"umap__n_components={p['n_components']} must be smaller "
+                f"than the number of samples minus one ({n - 1})"
+            )
+        self.features_ = projection.prepare_features(
+            X, metric=p["metric"], seed=p["random_state"]
+        )
+        self.knn_ = projection.knn_graph(self.features_, p["n_neighbors"])
+        return projection.umap_embed(
+            self.features_,
+            self.knn_,
             n_components=p["n_components"],
             n_neighbors=p["n_neighbors"],
             min_dist=p["min_dist"],
-            metric=p["metric"],
+            n_epochs=p["n_epochs"],
             seed=p["random_state"],
+            progress=progress,
         )
-
-
-def umap(
-    X, n_components, n_neighbors=15, min_dist=0.0, metric="cosine", seed=51
-):
-    """UMAP of the rows of ``X``, after PCA to at most
-    :data:`UMAP_PCA_DIM` dimensions."""
-    import umap as umap_
-
-    n = len(X)
-    if n <= n_neighbors:
-        raise ParamError(
-            f"UMAP needs more samples ({n}) than umap__n_neighbors "
-            f"({n_neighbors})"
-        )
-    if n_components >= n - 1:
-        raise ParamError(
-            f"umap__n_components={n_components} must be smaller than the "
-            f"number of samples minus one ({n - 1})"
-        )
-    if X.shape[1] > UMAP_PCA_DIM and n > UMAP_PCA_DIM:
-        if metric == "cosine":
-            X = l2_normalize(X.copy())
-        X = pca(X, UMAP_PCA_DIM, seed)
-    model = umap_.UMAP(
-        n_components=n_components,
-        n_neighbors=n_neighbors,
-        min_dist=min_dist,
-        metric=metric,
-        random_state=seed,
-        n_jobs=1,
-        low_memory=True,
-    )
-    Y = model.fit_transform(X)
-    return np.ascontiguousarray(Y, dtype=np.float32)
 
 
 def preprocess(X, normalize, reduce, reduce_params, progress=None):
@@ -166,14 +155,16 @@ def preprocess(X, normalize, reduce, reduce_params, progress=None):
         normalize: whether to scale rows to unit L2 norm
         reduce: ``"none"`` or a name in :data:`REDUCERS`
         reduce_params: parameters of the reducer
+        progress (None): an optional ``progress(fraction, label=None)``
 
     Returns:
-        the float32 features to cluster
+        ``(Z, reducer)``: the float32 features to cluster, and the fitted
+        reducer (``None`` when ``reduce`` is ``"none"``)
     """
     if normalize:
         X = l2_normalize(X)
     if reduce == "none":
-        return X
+        return X, None
     reducer = REDUCERS.get(reduce)(**reduce_params)
     logger.info("Reducing %s features with %s", X.shape, reduce)
-    return reducer.fit_transform(X, progress=progress)
+    return reducer.fit_transform(X, progress=progress), reducer

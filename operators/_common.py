@@ -2,6 +2,7 @@
 delegation, progress and target views."""
 
 import logging
+import threading
 import time
 
 import fiftyone.operators as foo
@@ -142,31 +143,50 @@ def progress_reporter(ctx, every=1.0):
 
     In a delegated run it records the progress on the run through
     ``ctx.set_progress``, where ``fiftyone delegated list`` and
-    ``fiftyone delegated info`` show it; in an immediate run it logs. An
-    update goes out whenever the label (the stage) changes, at the end, and
-    otherwise at most once per ``every`` seconds.
+    ``fiftyone delegated info`` show it; in an immediate run it logs.
+    Updates go out at most once per ``every`` seconds, the first and the
+    final one at once; an update held back goes out ``every`` seconds after
+    the previous one even when no further update comes (a long stage shows
+    its own label, not the previous stage's).
     """
-    state = {"last": float("-inf"), "label": None}
     delegated = getattr(ctx, "delegated", True)
+    lock = threading.Lock()
+    state = {"last": float("-inf"), "pending": None, "timer": None}
 
-    def progress(fraction, label=None):
-        now = time.monotonic()
-        fraction = min(max(float(fraction), 0.0), 1.0)
-        if (
-            fraction < 1
-            and label == state["label"]
-            and now - state["last"] < every
-        ):
-            return
-        state["last"] = now
-        state["label"] = label
+    def send(fraction, label):
+        state["last"] = time.monotonic()
         if not delegated:
-            logger.info("%s: %d%%", label or "Progress", 100 * fraction)
+            logger.info("%3d%% %s", round(100 * fraction), label or "")
             return
         try:
             ctx.set_progress(progress=fraction, label=label)
         except Exception as e:  # progress must never stop the computation
             logger.debug("Could not record progress: %s", e)
+
+    def flush():
+        with lock:
+            state["timer"] = None
+            pending, state["pending"] = state["pending"], None
+            if pending is not None:
+                send(*pending)
+
+    def progress(fraction, label=None):
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        with lock:
+            wait = state["last"] + every - time.monotonic()
+            if fraction >= 1 or wait <= 0:
+                if state["timer"] is not None:
+                    state["timer"].cancel()
+                    state["timer"] = None
+                state["pending"] = None
+                send(fraction, label)
+                return
+            state["pending"] = (fraction, label)
+            if state["timer"] is None:
+                timer = threading.Timer(wait, flush)
+                timer.daemon = True
+                state["timer"] = timer
+                timer.start()
 
     return progress
 

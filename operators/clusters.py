@@ -131,7 +131,7 @@ class ComputeClusters(foo.Operator):
         reduce_choices.add_choice(
             "auto",
             label="Auto",
-            description="UMAP to 10-D for density-based methods, else none",
+            description="UMAP to 5-D for density-based methods, else none",
         )
         reduce_choices.add_choice("none", label="None")
         for cls in REDUCERS.classes():
@@ -145,7 +145,7 @@ class ComputeClusters(foo.Operator):
             label="Reduce dimensions first",
             description=(
                 "Density-based methods such as HDBSCAN work best on a UMAP "
-                "reduction to about 10 dimensions (the default for them)"
+                "reduction to a few (5) dimensions (the default for them)"
             ),
             view=reduce_choices,
         )
@@ -171,6 +171,9 @@ class ComputeClusters(foo.Operator):
 
     def resolve_delegation(self, ctx):
         return resolve_delegation(ctx, "compute_clusters")
+
+    def resolve_run_name(self, ctx):
+        return f"compute_clusters ({ctx.params.get('run_key')})"
 
     def execute(self, ctx):
         params = dict(ctx.params)

@@ -35,7 +35,7 @@ def test_hdbscan_defaults_find_the_digits(api, digits):
     assert out["metrics"]["noise_fraction"] < 0.1
     info = api.get_clustering_run_info(ds, "hdb")
     assert info["config"]["reduce"] == "umap"
-    assert info["config"]["reduce_params"]["n_components"] == 10
+    assert info["config"]["reduce_params"]["n_components"] == 5
 
 
 def test_kmeans_automatic_k(api, digits):
