@@ -70,6 +70,7 @@ def compute_clusters(
     normalize=True,
     reduce="auto",
     skip_missing=False,
+    model=None,
     progress=None,
     **params,
 ):
@@ -95,10 +96,15 @@ def compute_clusters(
             (UMAP to 5 dimensions for density-based methods, else none)
         skip_missing (False): whether to cluster only the samples that have
             an embedding, instead of failing when some have none
+        model (None): an embedder (see :func:`compute_embeddings`) that
+            first computes ``embeddings_field`` for the samples that have no
+            vector yet; when every sample has one, no model is loaded. The
+            embeddings are kept even if the clustering then fails
         progress (None): an optional ``progress(fraction, stage)`` callable
-        **params: method and reduction parameters as ``<method>__<param>``
-            and ``<reduce>__<param>`` (e.g. ``kmeans__n_clusters=10``,
-            ``umap__n_components=5``)
+        **params: method, reduction and embedder parameters as
+            ``<method>__<param>``, ``<reduce>__<param>`` and
+            ``<model>__<param>`` (e.g. ``kmeans__n_clusters=10``,
+            ``umap__n_components=5``, ``open_clip__arch="ViT-B-32"``)
 
     Returns:
         a summary dict: run key, fields, number of samples and clusters,
@@ -110,11 +116,20 @@ def compute_clusters(
     dataset = samples._dataset
     method_cls = methods.METHODS.get(method)
     reduce_name = _default_reduce(method_cls, reduce)
-    method_params, reduce_params = schema.split_params(
-        params,
+    chosen = [
         (methods.METHODS, method),
         (reduce_.REDUCERS, None if reduce_name == "none" else reduce_name),
+    ]
+    if model is not None:
+        from .core.embedders import EMBEDDERS
+
+        chosen.append((EMBEDDERS, model))
+        EMBEDDERS.get(model)  # an unknown model fails here
+    method_params, reduce_params, *embedder_params = schema.split_params(
+        params, *chosen
     )
+    if model is not None:
+        embedder_params = EMBEDDERS.resolve(model, embedder_params[0])
     method_params = methods.METHODS.resolve(method, method_params)
     if reduce_name != "none":
         reduce_params = reduce_.REDUCERS.resolve(reduce_name, reduce_params)
@@ -127,14 +142,27 @@ def compute_clusters(
     ensure_new_field(dataset, cluster_field)
     ensure_new_field(dataset, score_field)
 
-    stage = _Stages(
-        progress, {"reading": 2, "reducing": 4, "clustering": 4, "writing": 2}
-    )
+    weights = {"reading": 2, "reducing": 4, "clustering": 4, "writing": 2}
+    if model is not None:
+        weights = dict(embedding=12, **weights)
+    stage = _Stages(progress, weights)
     timings = {}
 
+    embedded = None
+    if model is not None:
+        embedded = compute_embeddings(
+            samples,
+            embeddings_field,
+            model=model,
+            progress=stage("embedding"),
+            **{f"{model}__{k}": v for k, v in embedder_params.items()},
+        )
+        timings["embed_s"] = time.perf_counter() - t0
+
     report = stage("reading")
+    t = time.perf_counter()
     ids, X = read_vectors(samples, embeddings_field, skip_missing, report)
-    timings["read_s"] = time.perf_counter() - t0
+    timings["read_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     report = stage("reducing")
@@ -150,12 +178,12 @@ def compute_clusters(
         k, k_curve = methods.choose_k(method, method_params, Z)
         method_params[method_cls.k_param] = k
         logger.info("Chose k=%d by silhouette", k)
-    model = method_cls(**method_params).fit(Z)
-    labels = model.labels_
+    fitted = method_cls(**method_params).fit(Z)
+    labels = fitted.labels_
     timings["cluster_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    summary = _summarize(X, Z, labels, model, score_kind, ids)
+    summary = _summarize(X, Z, labels, fitted, score_kind, ids)
     scores = summary.pop("scores")
     timings["summarize_s"] = time.perf_counter() - t
 
@@ -182,6 +210,7 @@ def compute_clusters(
         reduce=reduce_name,
         reduce_params=reduce_params,
         skip_missing=bool(skip_missing),
+        model=model,
         n_samples=len(ids),
         fields=fields,
     )
@@ -212,6 +241,7 @@ def compute_clusters(
         sizes=sizes,
         metrics=summary["metrics"],
         k_curve=k_curve,
+        embeddings=embedded,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
 

@@ -4,6 +4,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from .. import api
+from ..core.embedders import EMBEDDERS
 from ..core.methods import METHODS
 from ..core.reduce import REDUCERS
 from ._common import (
@@ -84,29 +85,62 @@ class ComputeClusters(foo.Operator):
         _run_key_input(inputs, ctx)
 
         fields = _vector_fields(ctx)
-        if not fields:
-            inputs.view(
-                "no_fields",
-                types.Warning(
-                    label="No embeddings field",
-                    description=(
-                        "This dataset has no vector field yet: run "
-                        "`compute_embeddings` first"
-                    ),
-                ),
-            )
-            return types.Property(inputs)
-        field_choices = types.AutocompleteView()
-        for f in fields:
-            field_choices.add_choice(f, label=f)
-        inputs.str(
-            "embeddings_field",
-            default=fields[0],
-            required=True,
-            label="Embeddings field",
-            description="The vector field to cluster",
-            view=field_choices,
+        model_choices = types.Dropdown()
+        model_choices.add_choice(
+            "existing", label="Use an existing embeddings field"
         )
+        for cls in EMBEDDERS.classes():
+            model_choices.add_choice(
+                cls.name,
+                label=f"Compute embeddings with {cls.label}",
+                description=cls.description,
+            )
+        default_model = "existing" if fields else "open_clip"
+        inputs.enum(
+            "model",
+            model_choices.values(),
+            default=default_model,
+            label="Embeddings",
+            description=(
+                "Cluster an existing vector field, or compute one first "
+                "(samples that already have a vector keep it)"
+            ),
+            view=model_choices,
+        )
+        model = ctx.params.get("model", default_model)
+        if model == "existing":
+            if not fields:
+                inputs.view(
+                    "no_fields",
+                    types.Warning(
+                        label="No embeddings field",
+                        description=(
+                            "This dataset has no vector field yet: choose "
+                            "a model to compute one"
+                        ),
+                    ),
+                )
+                return types.Property(inputs)
+            field_choices = types.AutocompleteView()
+            for f in fields:
+                field_choices.add_choice(f, label=f)
+            inputs.str(
+                "embeddings_field",
+                default=fields[0],
+                required=True,
+                label="Embeddings field",
+                description="The vector field to cluster",
+                view=field_choices,
+            )
+        else:
+            inputs.str(
+                "embeddings_field",
+                default="embeddings",
+                required=True,
+                label="Embeddings field",
+                description="The vector field to compute, then cluster",
+            )
+            add_schema_inputs(inputs, EMBEDDERS, model, ctx)
 
         add_choice_input(
             inputs,
@@ -179,6 +213,8 @@ class ComputeClusters(foo.Operator):
         params = dict(ctx.params)
         for key in ("view_target", "delegate", "no_fields", "no_runs"):
             params.pop(key, None)
+        if params.get("model") == "existing":
+            params.pop("model")
         params = {k: v for k, v in params.items() if v is not None}
         return api.compute_clusters(
             ctx.target_view(),
@@ -196,6 +232,7 @@ class ComputeClusters(foo.Operator):
         normalize=True,
         reduce="auto",
         skip_missing=False,
+        model=None,
         delegate=False,
         **params,
     ):
@@ -214,6 +251,10 @@ class ComputeClusters(foo.Operator):
             reduce ("auto"): ``none``, ``pca``, ``umap`` or ``auto``
             skip_missing (False): whether to skip samples without an
                 embedding instead of failing
+            model (None): an embedder (``open_clip``, ``torchvision``,
+                ``pixels``, ``zoo``) that first computes
+                ``embeddings_field`` where it is missing; with every vector
+                present, no model is loaded
             delegate (False): whether to queue the run for
                 ``fiftyone delegated launch``
             **params: ``<method>__<param>`` and ``<reduce>__<param>``
@@ -231,6 +272,7 @@ class ComputeClusters(foo.Operator):
             normalize=normalize,
             reduce=reduce,
             skip_missing=skip_missing,
+            model=model,
             delegate=delegate,
         )
         return call_operator(self, sample_collection, params, delegate)

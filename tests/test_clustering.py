@@ -259,6 +259,55 @@ ds.delete()
     assert "LOADED []" in out.stdout
 
 
+def test_model_computes_missing_embeddings_first(api, dataset_name, tmp_path):
+    from PIL import Image
+
+    colors = [(220, 30, 30), (30, 200, 40), (40, 40, 230)]
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(30):
+        c = np.array(colors[i % 3]) + rng.integers(-20, 20, 3)
+        img = np.tile(c.clip(0, 255).astype(np.uint8), (24, 24, 1))
+        path = str(tmp_path / f"{i}.png")
+        Image.fromarray(img).save(path)
+        samples.append(fo.Sample(filepath=path, truth=str(i % 3)))
+    ds = fo.Dataset(dataset_name)
+    ds.add_samples(samples)
+
+    out = api.compute_clusters(
+        ds,
+        "px",
+        "emb",
+        method="kmeans",
+        model="pixels",
+        pixels__size=8,
+        kmeans__n_clusters=3,
+    )
+    assert out["embeddings"]["embedded"] == 30
+    assert len(ds.exists("emb")) == 30
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(ds.values("truth"), ds.values("px_cluster")) == 1
+    info = api.get_clustering_run_info(ds, "px")
+    assert info["config"]["model"] == "pixels"
+
+    # the field is complete now: nothing is embedded again
+    out = api.compute_clusters(
+        ds, "px2", "emb", method="kmeans", model="pixels", kmeans__n_clusters=3
+    )
+    assert out["embeddings"]["embedded"] == 0
+    assert out["embeddings"]["skipped"] == 30
+
+    before = snapshot(ds)
+    with pytest.raises(ValueError, match="Unknown embedder 'nope'"):
+        api.compute_clusters(ds, "px3", "emb2", method="kmeans", model="nope")
+    with pytest.raises(ValueError, match="Unknown parameter 'bogus'"):
+        api.compute_clusters(
+            ds, "px3", "emb2", method="kmeans", model="pixels", pixels__bogus=1
+        )
+    assert snapshot(ds) == before
+
+
 # --- bad input: a clear error, and the dataset exactly as before ---------
 
 
