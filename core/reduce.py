@@ -110,13 +110,27 @@ class UMAP(Reducer):
             min=10,
             max=2000,
         ),
+        Param(
+            "fit_samples",
+            int,
+            25000,
+            "Larger inputs are fitted on this many random samples; the "
+            "others are placed among their nearest fitted neighbours. Empty "
+            "fits all.",
+            min=1000,
+            optional=True,
+        ),
         Param("random_state", int, 51, "Seed.", min=0),
     )
 
     def fit_transform(self, X, progress=None):
-        """UMAP of the rows of ``X``; keeps the neighbour-search features
-        and the kNN graph as ``features_`` and ``knn_`` so that a 2-D
-        projection of the same data can reuse them."""
+        """UMAP of the rows of ``X``.
+
+        Keeps the neighbour-search features as ``features_``, the rows the
+        layout was fitted on as ``fit_idx_`` (``None``: all) and their kNN
+        graph as ``knn_``, so that a 2-D projection of the same data can
+        reuse them.
+        """
         from . import projection
 
         p = self.params_
@@ -134,9 +148,14 @@ class UMAP(Reducer):
         self.features_ = projection.prepare_features(
             X, metric=p["metric"], seed=p["random_state"]
         )
-        self.knn_ = projection.knn_graph(self.features_, p["n_neighbors"])
-        return projection.umap_embed(
-            self.features_,
+        fit = projection._fit_subset(
+            n, p["fit_samples"], p["random_state"]
+        )
+        F = self.features_ if fit is None else self.features_[fit]
+        self.fit_idx_ = fit
+        self.knn_ = projection.knn_graph(F, p["n_neighbors"])
+        Y = projection.umap_embed(
+            F,
             self.knn_,
             n_components=p["n_components"],
             n_neighbors=p["n_neighbors"],
@@ -144,6 +163,11 @@ class UMAP(Reducer):
             n_epochs=p["n_epochs"],
             seed=p["random_state"],
             progress=progress,
+        )
+        if fit is None:
+            return Y
+        return projection._place_rest(
+            self.features_, fit, Y, n_neighbors=p["n_neighbors"]
         )
 
 
