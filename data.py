@@ -181,9 +181,7 @@ def write_fields(dataset, ids, values, field_types, progress=None):
     # of a writer that was killed mid-merge: clear them first
     for name in values:
         if name not in dataset.get_field_schema():
-            coll.update_many(
-                {name: {"$exists": True}}, {"$unset": {name: ""}}
-            )
+            coll.update_many({name: {"$exists": True}}, {"$unset": {name: ""}})
     names = list(values)
     cols = [_to_bson_list(values[name]) for name in names]
     now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -231,7 +229,9 @@ def _drop_stale_temporaries(db, prefix):
     """Drops temporary collections that a killed writer left behind (those
     older than a day, so that concurrent writers are never disturbed)."""
     now = time.time()
-    for name in db.list_collection_names(filter={"name": {"$regex": "^" + re.escape(prefix)}}):
+    for name in db.list_collection_names(
+        filter={"name": {"$regex": "^" + re.escape(prefix)}}
+    ):
         stamp = name[len(prefix) :].split("_", 1)[0]
         if stamp.isdigit() and now - int(stamp) > _STALE_AFTER_S:
             db.drop_collection(name)

@@ -109,7 +109,9 @@ def run_case(name, params):
     import fiftyone.operators as foo
 
     foo.get_operator("@curate/clustering/compute_clusters")  # load plugin
-    api = importlib.import_module("fiftyone.plugins.orgs.curate.clustering.api")
+    api = importlib.import_module(
+        "fiftyone.plugins.orgs.curate.clustering.api"
+    )
     ds = fo.load_dataset(name)
     base = _vm_hwm_mb()
     t = time.perf_counter()
@@ -158,7 +160,9 @@ def main():
         name = f"curate-bench-{case}"
         t = time.perf_counter()
         populate(name, n)
-        print(f"{case}: populated {n:,} samples in {time.perf_counter() - t:.0f} s")
+        print(
+            f"{case}: populated {n:,} samples in {time.perf_counter() - t:.0f} s"
+        )
         proc = subprocess.run(
             [sys.executable, __file__, "--run", case],
             capture_output=True,
@@ -174,7 +178,9 @@ def main():
         print(case, json.dumps(result))
 
     print()
-    print("| case | wall (s) | peak RSS (MB) | ARI | clusters | noise | stages (s) |")
+    print(
+        "| case | wall (s) | peak RSS (MB) | ARI | clusters | noise | stages (s) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for case, r in rows:
         t = r["timings"]

@@ -11,6 +11,7 @@ logger = logging.getLogger(__name__)
 
 REDUCERS = Registry("reduction")
 
+
 def l2_normalize(X):
     """Scales rows to unit L2 norm in place, in chunks so that no full-size
     temporary is made (zero rows stay zero)."""
@@ -148,9 +149,7 @@ class UMAP(Reducer):
         self.features_ = projection.prepare_features(
             X, metric=p["metric"], seed=p["random_state"]
         )
-        fit = projection._fit_subset(
-            n, p["fit_samples"], p["random_state"]
-        )
+        fit = projection._fit_subset(n, p["fit_samples"], p["random_state"])
         F = self.features_ if fit is None else self.features_[fit]
         self.fit_idx_ = fit
         self.knn_ = projection.knn_graph(F, p["n_neighbors"])

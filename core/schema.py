@@ -95,9 +95,7 @@ class Param:
                 return int(value)
             raise bad
         if self.type is float:
-            if isinstance(value, bool) or not isinstance(
-                value, (int, float)
-            ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise bad
             value = float(value)
             if not math.isfinite(value):

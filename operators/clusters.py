@@ -201,7 +201,9 @@ class ComputeClusters(foo.Operator):
             view=types.CheckboxView(),
         )
         add_delegation_input(inputs, ctx, "compute_clusters")
-        return types.Property(inputs, view=types.View(label="Compute clusters"))
+        return types.Property(
+            inputs, view=types.View(label="Compute clusters")
+        )
 
     def resolve_delegation(self, ctx):
         return resolve_delegation(ctx, "compute_clusters")
@@ -368,7 +370,9 @@ class DeleteClusteringRun(foo.Operator):
         inputs = types.Object()
         key = _run_key_input(inputs, ctx, new=False)
         if key:
-            fields = api.runs.owned_fields(api.runs.get_config(ctx.dataset, key))
+            fields = api.runs.owned_fields(
+                api.runs.get_config(ctx.dataset, key)
+            )
             inputs.view(
                 "warning",
                 types.Warning(

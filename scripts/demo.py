@@ -58,9 +58,7 @@ def write_images():
         path = os.path.join(IMAGES, f"{i:04d}.png")
         if not os.path.exists(path):
             pixels = (255 - img * 16).clip(0, 255).astype(np.uint8)
-            Image.fromarray(pixels).resize((64, 64), Image.NEAREST).save(
-                path
-            )
+            Image.fromarray(pixels).resize((64, 64), Image.NEAREST).save(path)
         paths.append(path)
     return paths, [str(t) for t in digits.target]
 
@@ -74,9 +72,7 @@ def build_dataset():
     dataset = fo.Dataset(DATASET, persistent=True)
     dataset.add_samples(
         [
-            fo.Sample(
-                filepath=p, ground_truth=fo.Classification(label=t)
-            )
+            fo.Sample(filepath=p, ground_truth=fo.Classification(label=t))
             for p, t in zip(paths, targets)
         ]
     )

@@ -213,14 +213,12 @@ def test_view_and_selection_targets(api, blob_ds):
 def test_rename_and_delete(api, blob_ds):
     ds, _ = blob_ds
     before = snapshot(ds)
-    api.compute_clusters(
-        ds, "a", "emb", method="kmeans", kmeans__n_clusters=3
-    )
+    api.compute_clusters(ds, "a", "emb", method="kmeans", kmeans__n_clusters=3)
     api.rename_clustering_run(ds, "a", "b")
     assert api.list_clustering_runs(ds) == ["b"]
-    assert api.get_clustering_run_info(ds, "b")["config"][
-        "cluster_field"
-    ] == ("a_cluster")
+    assert api.get_clustering_run_info(ds, "b")["config"]["cluster_field"] == (
+        "a_cluster"
+    )
     with pytest.raises(ValueError, match="no clustering run 'a'"):
         api.get_clustering_run_info(ds, "a")
     api.delete_clustering_run(ds, "b")
@@ -287,7 +285,9 @@ def test_model_computes_missing_embeddings_first(api, dataset_name, tmp_path):
     assert len(ds.exists("emb")) == 30
     from sklearn.metrics import adjusted_rand_score
 
-    assert adjusted_rand_score(ds.values("truth"), ds.values("px_cluster")) == 1
+    assert (
+        adjusted_rand_score(ds.values("truth"), ds.values("px_cluster")) == 1
+    )
     info = api.get_clustering_run_info(ds, "px")
     assert info["config"]["model"] == "pixels"
 

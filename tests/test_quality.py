@@ -40,7 +40,9 @@ def test_hdbscan_defaults_find_the_digits(api, digits):
 
 def test_kmeans_automatic_k(api, digits):
     ds, y = digits
-    out = api.compute_clusters(ds, "km", "pixels", method="kmeans", reduce="umap")
+    out = api.compute_clusters(
+        ds, "km", "pixels", method="kmeans", reduce="umap"
+    )
     k = out["n_clusters"]
     ari = adjusted_rand_score(y, ds.values("km_cluster"))
     assert 8 <= k <= 14, out["k_curve"]
