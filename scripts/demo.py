@@ -90,8 +90,8 @@ def embed(dataset, model):
         except Exception as e:  # weights unavailable offline, typically
             reason = str(e).strip().splitlines()[-1]
             logger.warning(
-                "CLIP weights unavailable (%s); embedding pixels instead",
-                reason[:200],
+                "CLIP weights unavailable, embedding pixels instead: %s",
+                reason.split(": ", 1)[-1],
             )
             if dataset.has_field("embeddings"):
                 dataset.delete_sample_field("embeddings")
@@ -137,7 +137,11 @@ def main():
         help="embedder (open_clip falls back to pixels when offline)",
     )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # FiftyOne already prints its own (and this plugin's) log records
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
     import fiftyone as fo
     import fiftyone.operators as foo
