@@ -71,6 +71,7 @@ def compute_clusters(
     reduce="auto",
     skip_missing=False,
     model=None,
+    projection_brain_key=None,
     progress=None,
     **params,
 ):
@@ -100,6 +101,12 @@ def compute_clusters(
             first computes ``embeddings_field`` for the samples that have no
             vector yet; when every sample has one, no model is loaded. The
             embeddings are kept even if the clustering then fails
+        projection_brain_key (None): also store a 2-D UMAP projection of
+            the clustered samples under this brain key for the App's
+            Embeddings panel (see :func:`compute_projection`), linked to the
+            run. When the run reduces with UMAP, the projection reuses its
+            neighbour-search features and, where it covers every sample, its
+            kNN graph
         progress (None): an optional ``progress(fraction, stage)`` callable
         **params: method, reduction and embedder parameters as
             ``<method>__<param>``, ``<reduce>__<param>`` and
@@ -141,10 +148,18 @@ def compute_clusters(
     score_field = f"{run_key}_{score_kind}"
     ensure_new_field(dataset, cluster_field)
     ensure_new_field(dataset, score_field)
+    projector = None
+    if projection_brain_key is not None:
+        from .core.projection import PROJECTIONS
+
+        check_new_brain_key(samples, projection_brain_key)
+        projector = PROJECTIONS.get("umap")()
 
     weights = {"reading": 2, "reducing": 4, "clustering": 4, "writing": 2}
     if model is not None:
         weights = dict(embedding=12, **weights)
+    if projector is not None:
+        weights["projecting"] = 4
     stage = _Stages(progress, weights)
     timings = {}
 
@@ -167,7 +182,12 @@ def compute_clusters(
     t = time.perf_counter()
     report = stage("reducing")
     Z, reducer = reduce_.preprocess(
-        X, normalize, reduce_name, reduce_params, progress=report
+        X,
+        normalize,
+        reduce_name,
+        reduce_params,
+        progress=report,
+        knn_neighbors=projector and projector.params_["n_neighbors"],
     )
     timings["reduce_s"] = time.perf_counter() - t
 
@@ -186,6 +206,12 @@ def compute_clusters(
     summary = _summarize(X, Z, labels, fitted, score_kind, ids)
     scores = summary.pop("scores")
     timings["summarize_s"] = time.perf_counter() - t
+
+    points = None
+    if projector is not None:
+        t = time.perf_counter()
+        points = _project_like_run(projector, X, reducer, stage("projecting"))
+        timings["project_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     report = stage("writing")
@@ -222,8 +248,19 @@ def compute_clusters(
     )
     try:
         runs.register(samples, run_key, config, results)
+        if points is not None:
+            save_projection(
+                samples,
+                projection_brain_key,
+                ids,
+                points,
+                "umap",
+                projector.params_,
+                embeddings_field,
+                run_key=run_key,
+            )
     except BaseException:
-        remove_fields(dataset, fields)
+        runs.discard(samples, run_key, fields)
         raise
     timings["write_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
@@ -243,6 +280,23 @@ def compute_clusters(
         k_curve=k_curve,
         embeddings=embedded,
         timings={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+def _project_like_run(projector, X, reducer, progress):
+    """A 2-D UMAP of ``X`` that reuses what the run's UMAP reduction
+    computed: its features when the metrics agree, and its kNN graph when
+    both layouts are fitted on every sample."""
+    features = knn = None
+    if isinstance(reducer, reduce_.UMAP):
+        p, q = reducer.params_, projector.params_
+        if p["metric"] == q["metric"]:
+            features = reducer.features_
+            fit_all = q["fit_samples"] is None or len(X) <= q["fit_samples"]
+            if reducer.fit_idx_ is None and fit_all:
+                knn = reducer.knn_
+    return projector.fit_transform(
+        X, progress=progress, features=features, knn=knn
     )
 
 
@@ -909,7 +963,8 @@ def compute_embeddings(
         batch_size (None): images per batch; ``None`` picks 16 on a CPU and
             64 on a GPU
         num_workers (None): worker processes that decode images; ``0``
-            decodes in this process; ``None`` picks one per spare core
+            decodes in this process; ``None`` picks one per core but one
+            on a CPU (up to 4), up to 8 on a GPU
         device ("auto"): ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``,
             ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``
         skip_failures (True): whether samples whose image is missing,
@@ -1536,32 +1591,37 @@ def rename_cluster(samples, run_key, cluster_id, label):
     created = not config.get("label_field")
     if created:
         ensure_new_field(dataset, label_field)
-    old_fields = list(config.get("fields") or [])
+    import copy
+
+    original = copy.deepcopy(results)
+    entry = results["clusters"][cid]
+    previous = entry.get("label")
+    saved = False
     try:
         if label_field not in dataset.get_field_schema():
             dataset.add_sample_field(label_field, fo.StringField)
-        if created:
-            runs.update_config(
-                samples,
-                run_key,
-                label_field=label_field,
-                fields=old_fields + [label_field],
-            )
         set_values_by_group(dataset, cluster_field, {cid: label}, label_field)
-        entry = results["clusters"][cid]
-        previous = entry.get("label")
         entry["label"] = label
         entry["label_source"] = "manual"
         _log_edit(
             results, "rename", cluster_id=cid, label=label, previous=previous
         )
         runs.save_results(samples, run_key, results)
+        saved = True
+        if created:
+            fields = list(config.get("fields") or []) + [label_field]
+            runs.update_config(
+                samples, run_key, label_field=label_field, fields=fields
+            )
     except BaseException:
         if created:
             remove_fields(dataset, [label_field])
-            runs.update_config(
-                samples, run_key, label_field=None, fields=old_fields
+        elif label_field in dataset.get_field_schema():
+            set_values_by_group(
+                dataset, cluster_field, {cid: previous}, label_field
             )
+        if saved:
+            runs.save_results(samples, run_key, original)
         raise
     return dict(
         run_key=run_key,
@@ -1680,16 +1740,67 @@ def merge_clusters(samples, run_key, cluster_ids, into=None):
     label = next((p["label"] for p in parts if p.get("label")), None)
     representatives = _merged_representatives(dataset, config, parts)
 
-    cluster_field = config["cluster_field"]
-    label_field = config.get("label_field")
+    from fiftyone import ViewField as F
+
     from .data import set_values_by_group
 
-    set_values_by_group(
-        dataset, cluster_field, {c: into for c in sources}, cluster_field
+    cluster_field = config["cluster_field"]
+    label_field = config.get("label_field")
+    if label_field not in dataset.get_field_schema():
+        label_field = None
+    # What the members hold now, to put back if the merge fails
+    members = dataset.match(F(cluster_field).is_in(sources + [into]))
+    fields = ["id", cluster_field] + ([label_field] if label_field else [])
+    before = members.values(fields)
+    try:
+        set_values_by_group(
+            dataset, cluster_field, {c: into for c in sources}, cluster_field
+        )
+        if label_field:
+            set_values_by_group(
+                dataset, cluster_field, {into: label}, label_field
+            )
+        _merge_results(
+            clusters,
+            results,
+            into,
+            sources,
+            size,
+            centroid,
+            score_mean,
+            label,
+            representatives,
+        )
+        runs.save_results(samples, run_key, results)
+    except BaseException:
+        old = dict(zip(before[0], before[1]))
+        dataset.set_values(cluster_field, old, key_field="id")
+        if label_field:
+            old = dict(zip(before[0], before[2]))
+            dataset.set_values(label_field, old, key_field="id")
+        raise
+    return dict(
+        run_key=run_key,
+        into=into,
+        merged=sources,
+        size=size,
+        n_clusters=sum(1 for c in clusters if c != STRING_NOISE),
     )
-    if label_field and label_field in dataset.get_field_schema():
-        set_values_by_group(dataset, cluster_field, {into: label}, label_field)
 
+
+def _merge_results(
+    clusters,
+    results,
+    into,
+    sources,
+    size,
+    centroid,
+    score_mean,
+    label,
+    representatives,
+):
+    """Updates a run's results dict for a merge of ``sources`` into
+    ``into``."""
     target = clusters[into]
     merged_from = list(target.get("merged_from") or [])
     for c in sources:
@@ -1705,14 +1816,6 @@ def merge_clusters(samples, run_key, cluster_ids, into=None):
     if label is not None and not target.get("label"):
         target["label"] = label
     _log_edit(results, "merge", into=into, merged=sources, size=size)
-    runs.save_results(samples, run_key, results)
-    return dict(
-        run_key=run_key,
-        into=into,
-        merged=sources,
-        size=size,
-        n_clusters=sum(1 for c in clusters if c != STRING_NOISE),
-    )
 
 
 def _merged_representatives(dataset, config, parts):

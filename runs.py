@@ -10,6 +10,7 @@ registered only after their computation has succeeded.
 
 import logging
 import os
+import threading
 
 import yaml
 
@@ -20,6 +21,10 @@ from .data import InputError, remove_fields
 logger = logging.getLogger(__name__)
 
 PLUGIN = "@curate/clustering"
+
+# Results are replaced by delete-then-write in GridFS: a read that overlaps a
+# write in another thread of the same process (the App server) can fail
+_RESULTS_LOCK = threading.RLock()
 KIND = "clustering"
 
 
@@ -117,9 +122,10 @@ def get_info(samples, run_key):
 def load_results(samples, run_key):
     """A run's results, as a dict."""
     check_key(samples, run_key)
-    results = samples._dataset.load_run_results(
-        run_key, cache=False, load_view=False
-    )
+    with _RESULTS_LOCK:
+        results = samples._dataset.load_run_results(
+            run_key, cache=False, load_view=False
+        )
     return {} if results is None else dict(results.data)
 
 
@@ -127,7 +133,8 @@ def save_results(samples, run_key, data):
     """Replaces a run's results with the dict ``data``."""
     dataset = samples._dataset
     results = dataset.init_run_results(run_key, data=data)
-    dataset.save_run_results(run_key, results, overwrite=True, cache=False)
+    with _RESULTS_LOCK:
+        dataset.save_run_results(run_key, results, overwrite=True, cache=False)
 
 
 def rename(samples, run_key, new_run_key):
@@ -148,3 +155,12 @@ def delete(samples, run_key):
     dataset = samples._dataset
     remove_fields(dataset, owned_fields(config))
     dataset.delete_run(run_key)
+
+
+def discard(samples, run_key, fields):
+    """Undoes a run that failed while being stored: deletes the run if it
+    was registered, and the fields it was writing."""
+    dataset = samples._dataset
+    if run_key in dataset.list_runs():
+        dataset.delete_run(run_key)
+    remove_fields(dataset, fields)

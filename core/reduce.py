@@ -124,8 +124,11 @@ class UMAP(Reducer):
         Param("random_state", int, 51, "Seed.", min=0),
     )
 
-    def fit_transform(self, X, progress=None):
+    def fit_transform(self, X, progress=None, knn_neighbors=None):
         """UMAP of the rows of ``X``.
+
+        ``knn_neighbors`` asks for a kNN graph with more neighbours than the
+        layout uses, so that a projection needing more can share it.
 
         Keeps the neighbour-search features as ``features_``, the rows the
         layout was fitted on as ``fit_idx_`` (``None``: all) and their kNN
@@ -152,7 +155,9 @@ class UMAP(Reducer):
         fit = projection._fit_subset(n, p["fit_samples"], p["random_state"])
         F = self.features_ if fit is None else self.features_[fit]
         self.fit_idx_ = fit
-        self.knn_ = projection.knn_graph(F, p["n_neighbors"])
+        self.knn_ = projection.knn_graph(
+            F, max(p["n_neighbors"], knn_neighbors or 0)
+        )
         Y = projection.umap_embed(
             F,
             self.knn_,
@@ -170,7 +175,9 @@ class UMAP(Reducer):
         )
 
 
-def preprocess(X, normalize, reduce, reduce_params, progress=None):
+def preprocess(
+    X, normalize, reduce, reduce_params, progress=None, knn_neighbors=None
+):
     """Normalises and reduces features for clustering.
 
     Args:
@@ -179,6 +186,8 @@ def preprocess(X, normalize, reduce, reduce_params, progress=None):
         reduce: ``"none"`` or a name in :data:`REDUCERS`
         reduce_params: parameters of the reducer
         progress (None): an optional ``progress(fraction, label=None)``
+        knn_neighbors (None): for UMAP, the neighbours its kNN graph keeps
+            (at least its own ``n_neighbors``), for sharing it
 
     Returns:
         ``(Z, reducer)``: the float32 features to cluster, and the fitted
@@ -190,4 +199,8 @@ def preprocess(X, normalize, reduce, reduce_params, progress=None):
         return X, None
     reducer = REDUCERS.get(reduce)(**reduce_params)
     logger.info("Reducing %s features with %s", X.shape, reduce)
-    return reducer.fit_transform(X, progress=progress), reducer
+    if isinstance(reducer, UMAP):
+        Z = reducer.fit_transform(X, progress, knn_neighbors=knn_neighbors)
+    else:
+        Z = reducer.fit_transform(X, progress=progress)
+    return Z, reducer

@@ -10,6 +10,10 @@ import fiftyone.operators.types as types
 
 logger = logging.getLogger(__name__)
 
+# Keys the App adds to an operator's params that are not the operator's own
+# (a form opened from a panel carries the panel's id and state)
+APP_KEYS = ("view_target", "delegate", "panel_id", "panel_state")
+
 # Views with more samples than this run delegated unless the user chooses
 DELEGATION_THRESHOLD = {
     "compute_embeddings": 500,

@@ -8,6 +8,7 @@ from ..core.embedders import EMBEDDERS
 from ..core.methods import METHODS
 from ..core.reduce import REDUCERS
 from ._common import (
+    APP_KEYS,
     add_choice_input,
     add_delegation_input,
     add_schema_inputs,
@@ -194,6 +195,14 @@ class ComputeClusters(foo.Operator):
             label="Cluster field",
             description="Where cluster ids go; default <run_key>_cluster",
         )
+        inputs.str(
+            "projection_brain_key",
+            label="Also project to 2-D (brain key)",
+            description=(
+                "Store a UMAP projection for the Embeddings panel under this "
+                "brain key, reusing the run's neighbour graph"
+            ),
+        )
         inputs.bool(
             "skip_missing",
             default=False,
@@ -213,7 +222,7 @@ class ComputeClusters(foo.Operator):
 
     def execute(self, ctx):
         params = dict(ctx.params)
-        for key in ("view_target", "delegate", "no_fields", "no_runs"):
+        for key in APP_KEYS + ("no_fields", "no_runs"):
             params.pop(key, None)
         if params.get("model") == "existing":
             params.pop("model")
@@ -235,6 +244,7 @@ class ComputeClusters(foo.Operator):
         reduce="auto",
         skip_missing=False,
         model=None,
+        projection_brain_key=None,
         delegate=False,
         **params,
     ):
@@ -257,6 +267,8 @@ class ComputeClusters(foo.Operator):
                 ``pixels``, ``zoo``) that first computes
                 ``embeddings_field`` where it is missing; with every vector
                 present, no model is loaded
+            projection_brain_key (None): also store a 2-D UMAP projection
+                of the run for the Embeddings panel under this brain key
             delegate (False): whether to queue the run for
                 ``fiftyone delegated launch``
             **params: ``<method>__<param>`` and ``<reduce>__<param>``
@@ -275,6 +287,7 @@ class ComputeClusters(foo.Operator):
             reduce=reduce,
             skip_missing=skip_missing,
             model=model,
+            projection_brain_key=projection_brain_key,
             delegate=delegate,
         )
         return call_operator(self, sample_collection, params, delegate)

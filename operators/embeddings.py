@@ -1,3 +1,268 @@
-"""Operators for embeddings (not written yet)."""
+"""The compute_embeddings operator: a model's vectors into a sample field."""
 
-OPERATORS = []
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from .. import api
+from ..core.embedders import EMBEDDERS
+from ._common import (
+    add_choice_input,
+    add_delegation_input,
+    add_schema_inputs,
+    add_target_view_input,
+    call_operator,
+    heavy_config,
+    progress_reporter,
+    resolve_delegation,
+)
+
+_DEVICES = ("auto", "cpu", "cuda", "mps")
+_COMMON = (
+    "embeddings_field",
+    "batch_size",
+    "num_workers",
+    "device",
+    "skip_failures",
+    "overwrite",
+)
+
+
+def _field_input(inputs, ctx, model):
+    """The embeddings field: a new name, or an existing vector field (whose
+    samples with vectors are skipped unless overwriting)."""
+    import fiftyone.core.fields as fof
+
+    default = f"{model}_embeddings"
+    inputs.str(
+        "embeddings_field",
+        default=default,
+        required=True,
+        label="Embeddings field",
+        description=(
+            "The vector field to write (created if missing). Samples that "
+            "already have a vector in it are skipped unless you overwrite"
+        ),
+    )
+    field = ctx.params.get("embeddings_field") or default
+    schema = ctx.dataset.get_field_schema() if ctx.dataset else {}
+    if field not in schema:
+        if not field.isidentifier():
+            prop = inputs.get_property("embeddings_field")
+            prop.invalid = True
+            prop.error_message = (
+                "Use letters, digits and underscores, not starting with a "
+                "digit"
+            )
+        return
+    if not isinstance(schema[field], (fof.VectorField, fof.ArrayField)):
+        prop = inputs.get_property("embeddings_field")
+        prop.invalid = True
+        prop.error_message = (
+            f"'{field}' is a {type(schema[field]).__name__}, not a vector "
+            "field: choose another name"
+        )
+        return
+    view = ctx.target_view()
+    have = view.exists(field).count()
+    if have:
+        inputs.view(
+            "field_notice",
+            types.Notice(
+                label=(
+                    f"{have:,} of {view.count():,} samples already have "
+                    f"'{field}': they are skipped unless you overwrite"
+                )
+            ),
+        )
+
+
+class ComputeEmbeddings(foo.Operator):
+    @property
+    def config(self):
+        return heavy_config(
+            "compute_embeddings",
+            "Compute embeddings",
+            "Compute an image embedding per sample into a vector field",
+            icon="/assets/icon.svg",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        add_target_view_input(inputs, ctx, "Embed")
+
+        prop, _ = add_choice_input(
+            inputs,
+            "model",
+            EMBEDDERS,
+            "open_clip",
+            "Model",
+            "What computes the vectors",
+        )
+        model = ctx.params.get("model") or "open_clip"
+        if model in EMBEDDERS.names():
+            add_schema_inputs(inputs, EMBEDDERS, model, ctx)
+        else:
+            prop.invalid = True
+            prop.error_message = (
+                f"Unknown embedder {model!r}. Choose one of: "
+                + ", ".join(EMBEDDERS.names())
+            )
+
+        if ctx.dataset is not None:
+            _field_input(inputs, ctx, model)
+        inputs.int(
+            "batch_size",
+            min=1,
+            label="Batch size",
+            description="Images per batch; empty picks 16 on CPU, 64 on GPU",
+        )
+        inputs.int(
+            "num_workers",
+            min=0,
+            label="Workers",
+            description=(
+                "Processes that decode images; empty picks one per core "
+                "but one on a CPU (up to 4), up to 8 on a GPU"
+            ),
+        )
+        devices = types.Dropdown()
+        for d in _DEVICES:
+            devices.add_choice(d, label=d)
+        inputs.enum(
+            "device",
+            devices.values(),
+            default="auto",
+            label="Device",
+            description="auto picks CUDA, then Apple MPS, then the CPU",
+            view=devices,
+        )
+        inputs.bool(
+            "skip_failures",
+            default=True,
+            label="Skip unreadable images",
+            description=(
+                "Samples whose image is missing or corrupt get no vector and "
+                "are reported; otherwise the first one stops the run and "
+                "nothing is written"
+            ),
+            view=types.CheckboxView(),
+        )
+        inputs.bool(
+            "overwrite",
+            default=False,
+            label="Overwrite",
+            description="Recompute samples that already have a vector",
+            view=types.CheckboxView(),
+        )
+        add_delegation_input(inputs, ctx, "compute_embeddings")
+        return types.Property(
+            inputs, view=types.View(label="Compute embeddings")
+        )
+
+    def resolve_delegation(self, ctx):
+        return resolve_delegation(ctx, "compute_embeddings")
+
+    def execute(self, ctx):
+        p = ctx.params
+        model = p.get("model") or "open_clip"
+        prefix = model + "__"
+        params = {
+            k: v for k, v in p.items() if k.startswith(prefix) and v != ""
+        }
+        kwargs = {k: p[k] for k in _COMMON if p.get(k) is not None}
+        kwargs.setdefault("embeddings_field", f"{model}_embeddings")
+        result = api.compute_embeddings(
+            ctx.target_view(),
+            model=model,
+            progress=progress_reporter(ctx),
+            **kwargs,
+            **params,
+        )
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return result
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("embeddings_field", label="Field")
+        outputs.int("embedded", label="Embedded")
+        outputs.int("skipped", label="Skipped (already had a vector)")
+        outputs.int("failed", label="Failed (unreadable images)")
+        outputs.list("failed_files", types.String(), label="Failed files")
+        outputs.float("images_per_s", label="Images per second")
+        return types.Property(
+            outputs, view=types.View(label="Embeddings computed")
+        )
+
+    def __call__(
+        self,
+        sample_collection,
+        embeddings_field,
+        model="open_clip",
+        batch_size=None,
+        num_workers=None,
+        device="auto",
+        skip_failures=True,
+        overwrite=False,
+        delegate=False,
+        **params,
+    ):
+        """Computes one float32 vector per sample into a vector field.
+
+        Example::
+
+            import fiftyone.operators as foo
+
+            op = foo.get_operator("@curate/clustering/compute_embeddings")
+            op(dataset, "clip_embeddings",
+               open_clip__pretrained="/path/to/checkpoint.pt")
+
+        Args:
+            sample_collection: an image dataset or view
+            embeddings_field: the vector field to write (created if
+                missing)
+            model ("open_clip"): ``open_clip``, ``torchvision``, ``pixels``
+                or ``zoo``
+            batch_size (None): images per batch; ``None`` picks 16 on a CPU
+                and 64 on a GPU
+            num_workers (None): processes that decode images; ``0`` decodes
+                in the main process; ``None`` picks one per core but one on
+                a CPU (up to 4), up to 8 on a GPU
+            device ("auto"): ``auto`` (CUDA, then MPS, then CPU), ``cpu``,
+                ``cuda`` or ``mps``
+            skip_failures (True): whether samples with a missing or corrupt
+                image are skipped and reported (otherwise the first one
+                raises and nothing is written)
+            overwrite (False): whether to recompute samples that already
+                have a vector
+            delegate (False): whether to queue the run for
+                ``fiftyone delegated launch``
+            **params: the model's parameters as ``<model>__<param>``, e.g.
+                ``open_clip__arch="ViT-B-32"``,
+                ``open_clip__pretrained="laion2b_s34b_b79k"`` or a
+                checkpoint path, ``torchvision__arch="resnet50"``,
+                ``torchvision__weights="DEFAULT"`` or a path,
+                ``pixels__size=16``, ``pixels__color="rgb"``,
+                ``zoo__name="clip-vit-base32-torch"``
+
+        Returns:
+            an :class:`fiftyone.operators.executor.ExecutionResult` whose
+            ``result`` is the dict of
+            :func:`compute_embeddings` in the plugin's API
+        """
+        resolved = EMBEDDERS.resolve(model, params)
+        params = {f"{model}__{k}": v for k, v in resolved.items()}
+        params.update(
+            embeddings_field=embeddings_field,
+            model=model,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            skip_failures=skip_failures,
+            overwrite=overwrite,
+            delegate=delegate,
+        )
+        return call_operator(self, sample_collection, params, delegate)
+
+
+OPERATORS = [ComputeEmbeddings]

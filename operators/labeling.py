@@ -6,6 +6,7 @@ import fiftyone.operators.types as types
 from .. import api
 from ..core import labeling
 from ._common import (
+    APP_KEYS,
     add_delegation_input,
     call_operator,
     heavy_config,
@@ -16,10 +17,8 @@ from ._common import (
 SECRET = "OPENAI_API_KEY"
 
 # Form keys that are not parameters of api.label_clusters
-_FORM_ONLY = (
+_FORM_ONLY = APP_KEYS + (
     "confirm_send",
-    "delegate",
-    "view_target",
     "no_runs",
     "plan",
     "missing_key",

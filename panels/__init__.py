@@ -1,3 +1,5 @@
 """The plugin's panels."""
 
-PANELS = []
+from .explorer import ClusterExplorer
+
+PANELS = [ClusterExplorer]

@@ -308,6 +308,45 @@ def test_model_computes_missing_embeddings_first(api, dataset_name, tmp_path):
     assert snapshot(ds) == before
 
 
+def test_projection_with_the_run_reuses_its_neighbour_graph(
+    api, plugin, blob_ds, monkeypatch
+):
+    import fiftyone.brain as fob
+
+    projection = importlib.import_module(PLUGIN_MODULE + ".core.projection")
+    calls = []
+    real = projection.knn_graph
+
+    def counted(features, n_neighbors, *args, **kwargs):
+        calls.append((features.shape, n_neighbors))
+        return real(features, n_neighbors, *args, **kwargs)
+
+    monkeypatch.setattr(projection, "knn_graph", counted)
+    ds, y = blob_ds
+    out = api.compute_clusters(
+        ds, "hdb", "emb", method="hdbscan", projection_brain_key="hdb_umap"
+    )
+    assert out["n_clusters"] == 3
+    # one neighbour search, with enough neighbours for both layouts
+    assert calls == [((len(ds), 16), 15)]
+    assert "hdb_umap" in ds.list_brain_runs(type=fob.Visualization)
+    points = ds.load_brain_results("hdb_umap").points
+    assert points.shape == (len(ds), 2)
+    config = api.get_clustering_run_info(ds, "hdb")["config"]
+    assert config["projection_keys"] == ["hdb_umap"]
+
+    before = snapshot(ds)
+    with pytest.raises(ValueError, match="already taken"):
+        api.compute_clusters(
+            ds,
+            "hdb2",
+            "emb",
+            method="hdbscan",
+            projection_brain_key="hdb_umap",
+        )
+    assert snapshot(ds) == before
+
+
 # --- bad input: a clear error, and the dataset exactly as before ---------
 
 
@@ -445,6 +484,26 @@ def test_operator_from_python_and_execute(blob_ds, api):
     foo.get_operator(f"{URI}/delete_clustering_run")(ds, "v2")
     assert api.list_clustering_runs(ds) == []
     assert not ds.has_field("viaop_cluster")
+
+
+def test_form_opened_from_a_panel(blob_ds):
+    # the App adds the panel's id and state to a form opened from a panel
+    ds, _ = blob_ds
+    res = foo.execute_operator(
+        f"{URI}/compute_clusters",
+        ctx={
+            "dataset": ds,
+            "params": {
+                "run_key": "frompanel",
+                "embeddings_field": "emb",
+                "method": "kmeans",
+                "kmeans__n_clusters": 3,
+                "panel_id": "abc",
+                "panel_state": {"run_key": None},
+            },
+        },
+    )
+    assert res.result["n_clusters"] == 3
 
 
 def test_operator_failure_reports_the_error(blob_ds):
