@@ -166,6 +166,9 @@ class UMAP(Reducer):
             min_dist=p["min_dist"],
             n_epochs=p["n_epochs"],
             seed=p["random_state"],
+            # the spectral start separates clusters slightly better than
+            # the PCA one the 2-D projections use (digits: ARI +0.005)
+            init="spectral",
             progress=progress,
         )
         if fit is None:
