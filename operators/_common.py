@@ -231,3 +231,15 @@ def call_operator(operator, sample_collection, params, delegate=False):
             op_id,
         )
     return result
+
+
+def vector_fields(ctx):
+    """The names of the dataset's vector fields, for field choices."""
+    import fiftyone.core.fields as fof
+
+    schema = ctx.dataset.get_field_schema(flat=True)
+    return sorted(
+        name
+        for name, f in schema.items()
+        if isinstance(f, (fof.VectorField, fof.ArrayField))
+    )

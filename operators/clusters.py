@@ -9,6 +9,7 @@ from ..core.methods import METHODS
 from ..core.reduce import REDUCERS
 from ._common import (
     APP_KEYS,
+    vector_fields,
     add_choice_input,
     add_delegation_input,
     add_schema_inputs,
@@ -18,17 +19,6 @@ from ._common import (
     progress_reporter,
     resolve_delegation,
 )
-
-
-def _vector_fields(ctx):
-    import fiftyone.core.fields as fof
-
-    schema = ctx.dataset.get_field_schema(flat=True)
-    return sorted(
-        name
-        for name, f in schema.items()
-        if isinstance(f, (fof.VectorField, fof.ArrayField))
-    )
 
 
 def _run_key_input(inputs, ctx, name="run_key", label="Run key", new=True):
@@ -85,7 +75,7 @@ class ComputeClusters(foo.Operator):
         add_target_view_input(inputs, ctx, "Cluster")
         _run_key_input(inputs, ctx)
 
-        fields = _vector_fields(ctx)
+        fields = vector_fields(ctx)
         model_choices = types.Dropdown()
         model_choices.add_choice(
             "existing", label="Use an existing embeddings field"

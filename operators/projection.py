@@ -7,6 +7,7 @@ from .. import api
 from ..core.projection import PROJECTIONS
 from ._common import (
     APP_KEYS,
+    vector_fields,
     add_choice_input,
     add_delegation_input,
     add_schema_inputs,
@@ -19,17 +20,6 @@ from ._common import (
 
 # Form entries that are not parameters of the API call
 _FORM_ONLY = APP_KEYS + ("source", "no_fields", "no_runs")
-
-
-def _vector_fields(ctx):
-    import fiftyone.core.fields as fof
-
-    schema = ctx.dataset.get_field_schema(flat=True)
-    return sorted(
-        name
-        for name, f in schema.items()
-        if isinstance(f, (fof.VectorField, fof.ArrayField))
-    )
 
 
 def _dropdown(inputs, name, values, label, description, default=None):
@@ -79,7 +69,7 @@ class ComputeProjection(foo.Operator):
                 prop.error_message = str(e)
 
         run_keys = api.list_clustering_runs(ctx.dataset)
-        fields = _vector_fields(ctx)
+        fields = vector_fields(ctx)
         if not run_keys and not fields:
             inputs.view(
                 "no_fields",

@@ -1,0 +1,80 @@
+"""Clustering quality on the scikit-learn digits for several UMAP seeds.
+
+The 1,797 digits as standardised pixel vectors, through the same ``core``
+code that ``api.compute_clusters`` runs, with its defaults: HDBSCAN after
+the default UMAP reduction, k-means with automatic k after a UMAP
+reduction, and k-means with automatic k on the normalised vectors.
+
+Usage::
+
+    python bench/bench_quality.py [--seeds 51,0,1]
+"""
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import StandardScaler
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_core():
+    """This repository's ``core`` package (no fiftyone import), under a
+    private name."""
+    path = os.path.join(REPO, "core", "__init__.py")
+    spec = importlib.util.spec_from_file_location(
+        "_curate_core",
+        path,
+        submodule_search_locations=[os.path.dirname(path)],
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_curate_core"] = module
+    spec.loader.exec_module(module)
+    methods = importlib.import_module("_curate_core.methods")
+    reduce = importlib.import_module("_curate_core.reduce")
+    return methods, reduce
+
+
+def auto_kmeans(methods, Z):
+    p = methods.METHODS.resolve("kmeans", {})
+    k, _ = methods.choose_k("kmeans", p, Z)
+    return k, methods.METHODS.get("kmeans")(**{**p, "n_clusters": k}).fit(Z)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", default="51,0,1")
+    args = parser.parse_args()
+    methods, reduce = load_core()
+    digits = load_digits()
+    X = StandardScaler().fit_transform(digits.data).astype(np.float32)
+    y = digits.target
+
+    print(
+        "| UMAP seed | hdbscan defaults | kmeans auto k + umap | "
+        "kmeans auto k, no reduction |"
+    )
+    print("|---|---|---|---|")
+    for seed in map(int, args.seeds.split(",")):
+        params = reduce.REDUCERS.resolve("umap", {"random_state": seed})
+        Z, _ = reduce.preprocess(X.copy(), True, "umap", params)
+        hdb = methods.METHODS.get("hdbscan")().fit(Z)
+        noise = (hdb.labels_ == -1).mean()
+        k, km = auto_kmeans(methods, Z)
+        k0, km0 = auto_kmeans(methods, reduce.l2_normalize(X.copy()))
+        print(
+            f"| {seed} | ARI {adjusted_rand_score(y, hdb.labels_):.3f} "
+            f"({len(set(hdb.labels_)) - 1} clusters, noise {noise:.1%}) | "
+            f"k={k}, ARI {adjusted_rand_score(y, km.labels_):.3f} | "
+            f"k={k0}, ARI {adjusted_rand_score(y, km0.labels_):.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
