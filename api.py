@@ -318,16 +318,20 @@ def _summarize(X, Z, labels, model, score_kind, ids):
     typical = metrics_.typical_first(labels, scores, score_kind, cluster_ids)
 
     centroid_of = dict(zip(real.tolist(), C_x))
+    scored = ~np.isnan(scores)
+    offset = labels + 1  # noise (-1) becomes bin 0
+    score_sums = np.bincount(offset[scored], weights=scores[scored])
+    score_counts = np.bincount(offset[scored], minlength=len(score_sums))
     clusters = {}
     for cid, size in zip(cluster_ids.tolist(), counts.tolist()):
-        members = scores[labels == cid]
-        members = members[~np.isnan(members)]
+        b = cid + 1
+        n_scored = score_counts[b] if b < len(score_counts) else 0
         centroid = centroid_of.get(cid)
         clusters[str(cid)] = dict(
             size=int(size),
             centroid=None if centroid is None else centroid.tolist(),
             representatives=[str(ids[i]) for i in typical[cid]],
-            score_mean=float(members.mean()) if len(members) else None,
+            score_mean=(float(score_sums[b] / n_scored) if n_scored else None),
         )
     return dict(
         clusters=clusters,

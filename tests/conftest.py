@@ -86,6 +86,16 @@ def _start_mongod():
             time.sleep(0.05)
 
 
+def _load_test_module(name):
+    """Makes a helper module of tests/ importable by name (tests/ is not a
+    package, and pytest runs in importlib mode)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+    spec = importlib.util.spec_from_file_location(name[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name[:-3]] = module
+    spec.loader.exec_module(module)
+
+
 def _link_plugin():
     os.makedirs(PLUGINS_DIR)
     os.symlink(REPO, os.path.join(PLUGINS_DIR, "curate-clustering"))
@@ -96,6 +106,7 @@ if "fiftyone" in sys.modules:
 
 MONGOD, MONGO_PORT = _start_mongod()
 _link_plugin()
+_load_test_module("llm_server.py")
 TEST_ENV = {
     "FIFTYONE_DATABASE_URI": f"mongodb://127.0.0.1:{MONGO_PORT}",
     "FIFTYONE_DATABASE_NAME": f"curate-test-{uuid.uuid4().hex[:8]}",

@@ -4,10 +4,8 @@ server (rate limits, server errors, timeouts, malformed answers, rejected
 keys, concurrency)."""
 
 import importlib
-import importlib.util
 import io
 import logging
-import os
 import time
 
 import numpy as np
@@ -17,15 +15,8 @@ from PIL import Image
 PLUGIN_MODULE = "fiftyone.plugins.orgs.curate.clustering"
 
 
-def _load_llm_server():
-    path = os.path.join(os.path.dirname(__file__), "llm_server.py")
-    spec = importlib.util.spec_from_file_location("llm_server", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import llm_server  # noqa: E402 (made importable by conftest)
 
-
-llm_server = _load_llm_server()
 LLMServer = llm_server.LLMServer
 COLOURS = llm_server.COLOURS
 

@@ -1,10 +1,8 @@
 """Cluster naming on a real dataset: the API and the operator, against a
 local chat-completions server."""
 
-import importlib.util
 import json
 import logging
-import os
 
 import numpy as np
 import pytest
@@ -17,15 +15,8 @@ URI = "@curate/clustering/label_clusters"
 KEY = "sk-test-key-5a4b3c2d1e"
 
 
-def _load_llm_server():
-    path = os.path.join(os.path.dirname(__file__), "llm_server.py")
-    spec = importlib.util.spec_from_file_location("llm_server", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import llm_server  # noqa: E402 (made importable by conftest)
 
-
-llm_server = _load_llm_server()
 LLMServer = llm_server.LLMServer
 COLOURS = llm_server.COLOURS
 
