@@ -945,6 +945,7 @@ def compute_embeddings(
     batch_size=None,
     num_workers=None,
     device="auto",
+    precision="auto",
     skip_failures=True,
     overwrite=False,
     progress=None,
@@ -971,6 +972,12 @@ def compute_embeddings(
             on a CPU (up to 4), up to 8 on a GPU
         device ("auto"): ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``,
             ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``
+        precision ("auto"): the floating-point type the model runs in:
+            ``"auto"`` (float16 on a GPU, bfloat16 on a CPU with Intel AMX,
+            where it is about 4x faster than float32; float32 otherwise),
+            ``"float32"``, ``"bfloat16"`` or ``"float16"``. Vectors are
+            stored as float32 whatever the precision. Zoo models run as
+            FiftyOne configures them, so only ``"auto"`` applies to them
         skip_failures (True): whether samples whose image is missing,
             unreadable or corrupt are skipped (they get no vector and are
             reported). Otherwise the first such file raises an error and
@@ -987,13 +994,14 @@ def compute_embeddings(
 
     Returns:
         a dict with ``embeddings_field``, ``model``, ``params``, ``dim``,
-        ``embedded`` (vectors written), ``skipped`` (samples that already
+        ``precision`` (the model's floating-point type; ``None`` for
+        ``pixels`` and zoo models), ``embedded`` (vectors written), ``skipped`` (samples that already
         had one), ``failed`` (count), ``failed_files`` (the first few
         unreadable files), ``first_error``, ``seconds`` and
         ``images_per_s``
 
     Raises:
-        ParamError: on an unknown embedder, parameter or device
+        ParamError: on an unknown embedder, parameter, device or precision
         InputError: on a bad field or collection
         WeightsError: if the model's weights are neither cached nor
             downloadable (raised at once, before any image is read)
@@ -1014,8 +1022,16 @@ def compute_embeddings(
     exists = _emb_check_field(dataset, field)
     if cls.in_core:
         device = emb.resolve_device(device)
-    elif device not in (None, "auto"):
-        emb.resolve_device(device)
+        emb.resolve_precision(precision, device)  # an unknown one fails here
+    else:
+        if device not in (None, "auto"):
+            emb.resolve_device(device)
+        if precision not in (None, "auto"):
+            raise schema.ParamError(
+                f"precision={precision!r} does not apply to zoo models, "
+                "which run in the precision FiftyOne gives them; leave it "
+                "'auto'"
+            )
 
     todo = samples
     if exists and not overwrite:
@@ -1027,6 +1043,7 @@ def compute_embeddings(
         "model": model,
         "params": resolved,
         "dim": None,
+        "precision": None,
         "embedded": 0,
         "skipped": total - len(ids),
         "failed": 0,
@@ -1062,7 +1079,7 @@ def compute_embeddings(
 
     embedder = cls(**resolved)
     embedder.check()
-    embedder.load(device)
+    embedder.load(device, precision)
     writer = _EmbWriter(dataset, field, ids, buffered=not skip_failures)
     with _EmbProgress(progress, len(ids)) as report:
         stats = emb.embed_paths(
@@ -1080,6 +1097,7 @@ def compute_embeddings(
     failures = stats["failures"]
     result.update(
         dim=stats["dim"],
+        precision=stats["precision"],
         embedded=stats["embedded"],
         failed=len(failures),
         failed_files=[path for path, _ in failures[:_EMB_SHOW_FAILED]],

@@ -4,17 +4,24 @@ bare model.
 A folder of ordinary 640 x 480 JPEGs is made from skimage's sample images
 (random crops, flips and brightness), and the same open_clip model (ViT-B-32,
 random weights saved as a local checkpoint; speed does not depend on the
-weight values) embeds them three ways, in one process, alternating:
+weight values) embeds them, in one process, alternating:
 
-- ``plugin``: ``api.compute_embeddings`` end to end (it loads the model from
+- ``plugin``: ``api.compute_embeddings`` end to end with its default
+  ``precision="auto"`` (bfloat16 on a CPU with Intel AMX, float32 on
+  others), and again with ``precision="float32"`` (it loads the model from
   the checkpoint; its own images/s counts the embedding loop, including the
   database writes);
 - ``fiftyone``: ``dataset.compute_embeddings`` with the same model wrapped
   as a FiftyOne ``Model`` + ``EmbeddingsMixin`` + ``TorchModelMixin``
   (FiftyOne's data loader decodes with its default number of workers and
-  saves every sample);
+  saves every sample; float32, as FiftyOne runs torch models on a CPU);
 - ``ceiling``: the model's bare forward pass on images decoded and
-  preprocessed beforehand (no decoding, no database).
+  preprocessed beforehand (no decoding, no database), in float32 and in
+  bfloat16 weights, with the best thread count.
+
+The table also gives the smallest cosine similarity between the plugin's
+default vectors and FiftyOne's float32 ones, and the largest difference
+between the plugin's float32 vectors and FiftyOne's.
 
 Usage::
 
@@ -186,10 +193,10 @@ def make_fiftyone_model(checkpoint):
     return OpenClipModel(checkpoint)
 
 
-def ceiling(checkpoint, paths, batch_size):
-    """Images/s of the bare forward pass on pre-decoded tensors with each
-    thread count from 1 to torch's default, and the single-process cost of
-    decoding + preprocessing one image."""
+def ceiling(checkpoint, paths, batch_size, dtype):
+    """Images/s of the bare forward pass on pre-decoded tensors, with the
+    weights in ``dtype``, with each thread count from 1 to torch's default,
+    and the single-process cost of decoding + preprocessing one image."""
     import open_clip
     import torch
     from PIL import Image
@@ -197,9 +204,10 @@ def ceiling(checkpoint, paths, batch_size):
     model, _, preprocess = open_clip.create_model_and_transforms(
         "ViT-B-32", pretrained=checkpoint
     )
-    model.eval()
+    model.eval().to(dtype)
     t = time.perf_counter()
     x = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths])
+    x = x.to(dtype)
     decode_ms = 1000 * (time.perf_counter() - t) / len(paths)
     default = torch.get_num_threads()
     rates = {}
@@ -289,29 +297,50 @@ def run(args, tmp):
     ds.add_samples([fo.Sample(filepath=p) for p in paths])
     fo_model = make_fiftyone_model(checkpoint)
     bs = args.batch_size
-    rates = {"plugin": [], "plugin_e2e": [], "fiftyone": [], "ceiling": []}
+    rates = {
+        k: []
+        for k in (
+            "plugin",
+            "plugin_e2e",
+            "plugin_fp32",
+            "fiftyone",
+            "ceiling_fp32",
+            "ceiling_auto",
+        )
+    }
+    auto = None
 
-    def run_plugin():
+    def run_plugin(precision="auto"):
+        nonlocal auto
+        fp32 = precision == "float32"
         t = time.perf_counter()
         out = api.compute_embeddings(
             ds,
-            "plugin_emb",
+            "plugin_fp32" if fp32 else "plugin_emb",
             open_clip__pretrained=checkpoint,
             batch_size=bs,
             num_workers=args.num_workers,
+            precision=precision,
             overwrite=True,
             progress=False,
         )
         wall = time.perf_counter() - t
         assert out["embedded"] == len(paths), out
-        rates["plugin"].append(out["images_per_s"])
-        rates["plugin_e2e"].append(len(paths) / wall)
+        if fp32:
+            rates["plugin_fp32"].append(out["images_per_s"])
+        else:
+            auto = out["precision"]
+            rates["plugin"].append(out["images_per_s"])
+            rates["plugin_e2e"].append(len(paths) / wall)
         print(
-            f"plugin:   {out['images_per_s']:.2f} images/s embedding, "
-            f"{len(paths) / wall:.2f} end to end ({wall:.1f} s with model "
-            "load)",
+            f"plugin ({out['precision']}): {out['images_per_s']:.2f} "
+            f"images/s embedding, {len(paths) / wall:.2f} end to end "
+            f"({wall:.1f} s with model load)",
             flush=True,
         )
+
+    def run_plugin_fp32():
+        run_plugin("float32")
 
     def run_fiftyone():
         t = time.perf_counter()
@@ -328,50 +357,60 @@ def run(args, tmp):
     busy = start_busy(args.busy)
     try:
         for r in range(args.rounds):
-            order = (run_plugin, run_fiftyone)
+            order = (run_plugin, run_fiftyone, run_plugin_fp32)
             for run in order if r % 2 == 0 else order[::-1]:
                 run()
-            by_threads, decode_ms = ceiling(checkpoint, paths[:64], bs)
-            rates["ceiling"].append(max(by_threads.values()))
-            shown = ", ".join(
-                f"{r:.2f} with {t} thread{'s' if t > 1 else ''}"
-                for t, r in by_threads.items()
-            )
-            print(
-                f"ceiling:  {shown} images/s (decode + preprocess "
-                f"{decode_ms:.1f} ms/image in one process); load average "
-                f"{os.getloadavg()[0]:.1f}",
-                flush=True,
-            )
+            for key, dtype in (
+                ("ceiling_fp32", torch.float32),
+                ("ceiling_auto", getattr(torch, auto)),
+            ):
+                by_threads, decode_ms = ceiling(
+                    checkpoint, paths[:64], bs, dtype
+                )
+                rates[key].append(max(by_threads.values()))
+                shown = ", ".join(
+                    f"{r:.2f} with {t} thread{'s' if t > 1 else ''}"
+                    for t, r in by_threads.items()
+                )
+                print(
+                    f"ceiling ({dtype}): {shown} images/s (decode + "
+                    f"preprocess {decode_ms:.1f} ms/image in one process); "
+                    f"load average {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
         a = np.stack(ds.values("plugin_emb"))
+        a32 = np.stack(ds.values("plugin_fp32"))
         b = np.stack(ds.values("fo_emb"))
-        diff = float(np.abs(a - b).max())
+        diff = float(np.abs(a32 - b).max())
+        cosine = float((a * b).sum(axis=1).min())
     finally:
         for p in busy:
             p.terminate()
         fo.delete_dataset(name)
 
     med = {k: statistics.median(v) for k, v in rates.items()}
-    ceil = med["ceiling"]
     print()
     print(
         f"ViT-B-32, {len(paths)} JPEGs 640x480, batch size {bs}, "
         f"{args.rounds} rounds (median), {args.busy} busy processes; "
-        "max |plugin - fiftyone| = "
+        f"plugin default precision {auto}: min cosine to FiftyOne's "
+        f"vectors {cosine:.5f}; max |plugin float32 - fiftyone| = "
         f"{diff:.1e}"
     )
     print()
-    print("| path | images/s | vs FiftyOne | of ceiling |")
+    print("| path | images/s | vs FiftyOne | of its ceiling |")
     print("|---|---|---|---|")
-    for key, label in (
-        ("plugin", "plugin `compute_embeddings` (embedding loop)"),
-        ("plugin_e2e", "plugin, end to end incl. model load"),
-        ("fiftyone", "FiftyOne `dataset.compute_embeddings`"),
-        ("ceiling", "bare forward pass, pre-decoded (best thread count)"),
+    for key, label, ceil in (
+        ("plugin", f"plugin, default ({auto}), embedding loop", "auto"),
+        ("plugin_e2e", f"plugin ({auto}), incl. model load", "auto"),
+        ("plugin_fp32", "plugin, float32, embedding loop", "fp32"),
+        ("fiftyone", "FiftyOne `dataset.compute_embeddings`", "fp32"),
+        ("ceiling_fp32", "bare forward pass, float32", "fp32"),
+        ("ceiling_auto", f"bare forward pass, {auto}", "auto"),
     ):
         print(
             f"| {label} | {med[key]:.2f} | {med[key] / med['fiftyone']:.2f}x"
-            f" | {med[key] / ceil:.0%} |"
+            f" | {med[key] / med['ceiling_' + ceil]:.0%} |"
         )
     return 0
 

@@ -4,7 +4,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from .. import api
-from ..core.embedders import EMBEDDERS
+from ..core.embedders import EMBEDDERS, PRECISIONS
 from ._common import (
     add_choice_input,
     add_delegation_input,
@@ -22,6 +22,7 @@ _COMMON = (
     "batch_size",
     "num_workers",
     "device",
+    "precision",
     "skip_failures",
     "overwrite",
 )
@@ -136,6 +137,21 @@ class ComputeEmbeddings(foo.Operator):
             description="auto picks CUDA, then Apple MPS, then the CPU",
             view=devices,
         )
+        precisions = types.Dropdown()
+        for name in PRECISIONS:
+            precisions.add_choice(name, label=name)
+        inputs.enum(
+            "precision",
+            precisions.values(),
+            default="auto",
+            label="Precision",
+            description=(
+                "auto runs float16 on a GPU, bfloat16 on a CPU with Intel "
+                "AMX (about 4x faster than float32 there) and float32 "
+                "otherwise; vectors are stored as float32"
+            ),
+            view=precisions,
+        )
         inputs.bool(
             "skip_failures",
             default=True,
@@ -189,6 +205,7 @@ class ComputeEmbeddings(foo.Operator):
         outputs.int("skipped", label="Skipped (already had a vector)")
         outputs.int("failed", label="Failed (unreadable images)")
         outputs.list("failed_files", types.String(), label="Failed files")
+        outputs.str("precision", label="Precision")
         outputs.float("images_per_s", label="Images per second")
         return types.Property(
             outputs, view=types.View(label="Embeddings computed")
@@ -202,6 +219,7 @@ class ComputeEmbeddings(foo.Operator):
         batch_size=None,
         num_workers=None,
         device="auto",
+        precision="auto",
         skip_failures=True,
         overwrite=False,
         delegate=False,
@@ -230,6 +248,9 @@ class ComputeEmbeddings(foo.Operator):
                 a CPU (up to 4), up to 8 on a GPU
             device ("auto"): ``auto`` (CUDA, then MPS, then CPU), ``cpu``,
                 ``cuda`` or ``mps``
+            precision ("auto"): ``auto`` (float16 on a GPU, bfloat16 on a
+                CPU with Intel AMX, float32 otherwise), ``float32``,
+                ``bfloat16`` or ``float16``
             skip_failures (True): whether samples with a missing or corrupt
                 image are skipped and reported (otherwise the first one
                 raises and nothing is written)
@@ -258,6 +279,7 @@ class ComputeEmbeddings(foo.Operator):
             batch_size=batch_size,
             num_workers=num_workers,
             device=device,
+            precision=precision,
             skip_failures=skip_failures,
             overwrite=overwrite,
             delegate=delegate,

@@ -137,7 +137,8 @@ def test_open_clip_vectors_equal_open_clip_reference(
     api, dataset_name, images, clip_ckpt
 ):
     """Stored vectors equal open_clip's own preprocess + encode_image +
-    normalise on the same files, through worker processes."""
+    normalise on the same files, through worker processes; in bfloat16 they
+    point the same way."""
     import open_clip
     import torch
     from PIL import Image
@@ -147,10 +148,12 @@ def test_open_clip_vectors_equal_open_clip_reference(
         ds,
         "clip",
         open_clip__pretrained=clip_ckpt,
+        precision="float32",
         batch_size=2,
         num_workers=1,
         progress=False,
     )
+    assert out["precision"] == "float32"
     assert out["embedded"] == len(images["good"])
     assert out["failed"] == 0 and out["skipped"] == 0
     assert out["dim"] == 512 and out["images_per_s"] > 0
@@ -177,6 +180,72 @@ def test_open_clip_vectors_equal_open_clip_reference(
     ids, X = data.read_vectors(ds, "clip")
     assert X.dtype == np.float32 and X.shape == (len(ids), 512)
 
+    out = api.compute_embeddings(
+        ds,
+        "clip_bf16",
+        open_clip__pretrained=clip_ckpt,
+        precision="bfloat16",
+        num_workers=0,
+        progress=False,
+    )
+    assert out["precision"] == "bfloat16"
+    half = np.stack(ds.values("clip_bf16"))
+    assert half.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1, atol=1e-5)
+    cosine = (half * ref).sum(axis=1)
+    assert cosine.min() > 0.999, cosine
+    assert not np.allclose(half, ref, atol=2e-5)  # it did run in bfloat16
+
+
+def test_precision_auto_and_bad_values(
+    api, dataset_name, images, emb, clip_ckpt
+):
+    """``auto`` runs bfloat16 on a CPU with AMX (float32 on others) and
+    says so; a bad precision fails before anything is written."""
+    import torch
+
+    cpu = torch.device("cpu")
+    want = torch.bfloat16 if emb.cpu_has_amx() else torch.float32
+    assert emb.resolve_precision("auto", cpu) == want
+    assert emb.resolve_precision(None, cpu) == want
+    assert emb.resolve_precision("float32", cpu) == torch.float32
+    gpu = torch.device("cuda")
+    assert emb.resolve_precision("auto", gpu) == torch.float16
+
+    ds = make_dataset(dataset_name, images["good"][:2])
+    out = api.compute_embeddings(
+        ds, "clip", open_clip__pretrained=clip_ckpt, progress=False
+    )
+    assert out["precision"] == emb.precision_name(want)
+    out = api.compute_embeddings(
+        ds, "px", model="pixels", pixels__size=4, progress=False
+    )
+    assert out["precision"] is None  # no model
+
+    before = snapshot(ds)
+    with pytest.raises(emb.ParamError, match="Unknown precision 'fp8'"):
+        api.compute_embeddings(
+            ds, "e", open_clip__pretrained=clip_ckpt, precision="fp8"
+        )
+    with pytest.raises(emb.ParamError, match="does not apply to zoo"):
+        api.compute_embeddings(
+            ds, "e", model="zoo", precision="bfloat16", progress=False
+        )
+    # The form's choices reject it first
+    with pytest.raises(ExecutionError, match="precision.*Invalid enum"):
+        foo.execute_operator(
+            URI,
+            ctx={
+                "dataset": ds,
+                "params": {
+                    "model": "pixels",
+                    "embeddings_field": "e",
+                    "precision": "half",
+                },
+            },
+        )
+    assert snapshot(ds) == before
+
 
 def test_torchvision_local_weights_match_reference(
     api, dataset_name, images, effnet_ckpt
@@ -192,6 +261,7 @@ def test_torchvision_local_weights_match_reference(
         model="torchvision",
         torchvision__arch="efficientnet_b0",
         torchvision__weights=effnet_ckpt,
+        precision="float32",
         progress=False,
     )
     assert out["embedded"] == 3 and out["dim"] == 1280
@@ -364,6 +434,7 @@ def test_operator_form_is_generated_from_schemas(dataset_name, images, plugin):
             "batch_size",
             "num_workers",
             "device",
+            "precision",
             "skip_failures",
             "overwrite",
             "delegate",
@@ -777,7 +848,9 @@ emb = importlib.import_module(
     "fiftyone.plugins.orgs.curate.clustering.core.embedders"
 )
 start = time.perf_counter()
-X = emb.embed_files("open_clip", sys.argv[1:], device="cpu")
+X = emb.embed_files(
+    "open_clip", sys.argv[1:], device="cpu", precision="float32"
+)
 print("RESULT " + json.dumps(
     {"seconds": time.perf_counter() - start, "X": X.tolist()}
 ))
