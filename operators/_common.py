@@ -86,6 +86,24 @@ def add_choice_input(inputs, key, registry, default, label, description):
     return inputs.get_property(key), choices
 
 
+def add_dropdown_input(
+    inputs, key, names, default, label, description, required=False
+):
+    """Adds a dropdown of plain string choices."""
+    choices = types.DropdownView()
+    for name in names:
+        choices.add_choice(name, label=name)
+    inputs.enum(
+        key,
+        choices.values(),
+        default=default,
+        required=required,
+        label=label,
+        description=description,
+        view=choices,
+    )
+
+
 def add_delegation_input(inputs, ctx, operator_name):
     """Adds a 'delegate' checkbox whose default depends on the view size."""
     threshold = DELEGATION_THRESHOLD[operator_name]

@@ -8,6 +8,7 @@ from ..core.embedders import EMBEDDERS, PRECISIONS
 from ._common import (
     add_choice_input,
     add_delegation_input,
+    add_dropdown_input,
     add_schema_inputs,
     add_target_view_input,
     call_operator,
@@ -126,31 +127,23 @@ class ComputeEmbeddings(foo.Operator):
                 "but one on a CPU (up to 4), up to 8 on a GPU"
             ),
         )
-        devices = types.Dropdown()
-        for d in _DEVICES:
-            devices.add_choice(d, label=d)
-        inputs.enum(
+        add_dropdown_input(
+            inputs,
             "device",
-            devices.values(),
-            default="auto",
-            label="Device",
-            description="auto picks CUDA, then Apple MPS, then the CPU",
-            view=devices,
+            _DEVICES,
+            "auto",
+            "Device",
+            "auto picks CUDA, then Apple MPS, then the CPU",
         )
-        precisions = types.Dropdown()
-        for name in PRECISIONS:
-            precisions.add_choice(name, label=name)
-        inputs.enum(
+        add_dropdown_input(
+            inputs,
             "precision",
-            precisions.values(),
-            default="auto",
-            label="Precision",
-            description=(
-                "auto runs float16 on a GPU, bfloat16 on a CPU with Intel "
-                "AMX (about 4x faster than float32 there) and float32 "
-                "otherwise; vectors are stored as float32"
-            ),
-            view=precisions,
+            PRECISIONS,
+            "auto",
+            "Precision",
+            "auto runs float16 on a GPU, bfloat16 on a CPU with Intel AMX "
+            "(about 4x faster than float32 there) and float32 otherwise; "
+            "vectors are stored as float32",
         )
         inputs.bool(
             "skip_failures",

@@ -8,6 +8,7 @@ from ..core import labeling
 from ._common import (
     APP_KEYS,
     add_delegation_input,
+    add_dropdown_input,
     call_operator,
     heavy_config,
     progress_reporter,
@@ -83,17 +84,14 @@ class LabelClusters(foo.Operator):
                 ),
             )
             return types.Property(inputs)
-        choices = types.DropdownView()
-        for key in keys:
-            choices.add_choice(key, label=key)
-        inputs.enum(
+        add_dropdown_input(
+            inputs,
             "run_key",
-            choices.values(),
+            keys,
+            keys[-1],
+            "Clustering run",
+            "The run whose clusters are named",
             required=True,
-            default=keys[-1],
-            label="Clustering run",
-            description="The run whose clusters are named",
-            view=choices,
         )
         run_key = ctx.params.get("run_key", keys[-1])
 
