@@ -995,10 +995,10 @@ def compute_embeddings(
     Returns:
         a dict with ``embeddings_field``, ``model``, ``params``, ``dim``,
         ``precision`` (the model's floating-point type; ``None`` for
-        ``pixels`` and zoo models), ``embedded`` (vectors written), ``skipped`` (samples that already
-        had one), ``failed`` (count), ``failed_files`` (the first few
-        unreadable files), ``first_error``, ``seconds`` and
-        ``images_per_s``
+        ``pixels`` and zoo models), ``embedded`` (vectors written),
+        ``skipped`` (samples that already had one), ``failed`` (count),
+        ``failed_files`` (the first few unreadable files), ``first_error``,
+        ``seconds`` and ``images_per_s``
 
     Raises:
         ParamError: on an unknown embedder, parameter, device or precision
