@@ -974,7 +974,7 @@ def compute_embeddings(
             ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``
         precision ("auto"): the floating-point type the model runs in:
             ``"auto"`` (float16 on a GPU, bfloat16 on a CPU with Intel AMX,
-            where it is about 4x faster than float32; float32 otherwise),
+            where it is 3-4x faster than float32; float32 otherwise),
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Vectors are
             stored as float32 whatever the precision. Zoo models run as
             FiftyOne configures them, so only ``"auto"`` applies to them

@@ -142,7 +142,7 @@ class ComputeEmbeddings(foo.Operator):
             "auto",
             "Precision",
             "auto runs float16 on a GPU, bfloat16 on a CPU with Intel AMX "
-            "(about 4x faster than float32 there) and float32 otherwise; "
+            "(3-4x faster than float32 there) and float32 otherwise; "
             "vectors are stored as float32",
         )
         inputs.bool(
