@@ -1019,8 +1019,8 @@ def embed_paths(
         except RuntimeError as e:  # a type this device cannot autocast to
             logger.warning("Running in float32: %s", e)
             dtype = torch.float32
-    # On a CPU the model's weights are already in ``dtype``
-    cast = dtype if device.type == "cpu" and embedder.uses_model else None
+    # On a CPU the model's weights are already in ``dtype`` (None: no model)
+    cast = dtype if device.type == "cpu" else None
     tuner = None
     if embedder.uses_model and device.type == "cpu":
         tuner = _thread_tuner(num_workers)
