@@ -61,6 +61,12 @@ def _default_reduce(method_cls, reduce):
     return reduce
 
 
+# compute_embeddings' defaults for the options compute_clusters passes on
+_EMBED_DEFAULTS = dict(
+    batch_size=None, num_workers=None, device="auto", precision="auto"
+)
+
+
 def compute_clusters(
     samples,
     run_key,
@@ -71,6 +77,10 @@ def compute_clusters(
     reduce="auto",
     skip_missing=False,
     model=None,
+    batch_size=None,
+    num_workers=None,
+    device="auto",
+    precision="auto",
     projection_brain_key=None,
     progress=None,
     **params,
@@ -101,6 +111,13 @@ def compute_clusters(
             first computes ``embeddings_field`` for the samples that have no
             vector yet; when every sample has one, no model is loaded. The
             embeddings are kept even if the clustering then fails
+        batch_size (None): with ``model``, images per batch (see
+            :func:`compute_embeddings`)
+        num_workers (None): with ``model``, the processes that decode
+            images
+        device ("auto"): with ``model``, the device it runs on
+        precision ("auto"): with ``model``, the floating-point type it runs
+            in
         projection_brain_key (None): also store a 2-D UMAP projection of
             the clustered samples under this brain key for the App's
             Embeddings panel (see :func:`compute_projection`), linked to the
@@ -121,6 +138,23 @@ def compute_clusters(
 
     t0 = time.perf_counter()
     dataset = samples._dataset
+    embed_options = dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        precision=precision,
+    )
+    if model is None:
+        given = [
+            f"{k}={v!r}"
+            for k, v in embed_options.items()
+            if v != _EMBED_DEFAULTS[k]
+        ]
+        if given:
+            raise InputError(
+                f"{', '.join(given)} only applies when embeddings are "
+                "computed: pass model= as well, or leave it out"
+            )
     method_cls = methods.METHODS.get(method)
     reduce_name = _default_reduce(method_cls, reduce)
     chosen = [
@@ -170,6 +204,7 @@ def compute_clusters(
             embeddings_field,
             model=model,
             progress=stage("embedding"),
+            **embed_options,
             **{f"{model}__{k}": v for k, v in embedder_params.items()},
         )
         timings["embed_s"] = time.perf_counter() - t0

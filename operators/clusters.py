@@ -7,6 +7,7 @@ from .. import api
 from ..core.embedders import EMBEDDERS
 from ..core.methods import METHODS
 from ..core.reduce import REDUCERS
+from .embeddings import RUN_OPTIONS, add_run_options
 from ._common import (
     APP_KEYS,
     vector_fields,
@@ -132,6 +133,7 @@ class ComputeClusters(foo.Operator):
                 description="The vector field to compute, then cluster",
             )
             add_schema_inputs(inputs, EMBEDDERS, model, ctx)
+            add_run_options(inputs)
 
         add_choice_input(
             inputs,
@@ -215,7 +217,9 @@ class ComputeClusters(foo.Operator):
         for key in APP_KEYS + ("no_fields", "no_runs"):
             params.pop(key, None)
         if params.get("model") == "existing":
-            params.pop("model")
+            # options left from choosing a model earlier in the form
+            for key in ("model",) + RUN_OPTIONS:
+                params.pop(key, None)
         params = {k: v for k, v in params.items() if v is not None}
         return api.compute_clusters(
             ctx.target_view(),
@@ -234,6 +238,10 @@ class ComputeClusters(foo.Operator):
         reduce="auto",
         skip_missing=False,
         model=None,
+        batch_size=None,
+        num_workers=None,
+        device="auto",
+        precision="auto",
         projection_brain_key=None,
         delegate=False,
         **params,
@@ -257,6 +265,13 @@ class ComputeClusters(foo.Operator):
                 ``pixels``, ``zoo``) that first computes
                 ``embeddings_field`` where it is missing; with every vector
                 present, no model is loaded
+            batch_size (None): with ``model``, images per batch
+            num_workers (None): with ``model``, processes that decode
+                images
+            device ("auto"): with ``model``, ``auto``, ``cpu``, ``cuda``
+                or ``mps``
+            precision ("auto"): with ``model``, ``auto``, ``float32``,
+                ``bfloat16`` or ``float16``
             projection_brain_key (None): also store a 2-D UMAP projection
                 of the run for the Embeddings panel under this brain key
             delegate (False): whether to queue the run for
@@ -277,6 +292,10 @@ class ComputeClusters(foo.Operator):
             reduce=reduce,
             skip_missing=skip_missing,
             model=model,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            precision=precision,
             projection_brain_key=projection_brain_key,
             delegate=delegate,
         )

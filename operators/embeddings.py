@@ -18,15 +18,47 @@ from ._common import (
 )
 
 _DEVICES = ("auto", "cpu", "cuda", "mps")
-_COMMON = (
-    "embeddings_field",
-    "batch_size",
-    "num_workers",
-    "device",
-    "precision",
-    "skip_failures",
-    "overwrite",
-)
+# the inputs of add_run_options
+RUN_OPTIONS = ("batch_size", "num_workers", "device", "precision")
+_COMMON = ("embeddings_field",) + RUN_OPTIONS + ("skip_failures", "overwrite")
+
+
+def add_run_options(inputs):
+    """How embeddings are computed: batch size, decoding workers, device
+    and precision (shared with the compute_clusters form)."""
+    inputs.int(
+        "batch_size",
+        min=1,
+        label="Batch size",
+        description="Images per batch; empty picks 16 on CPU, 64 on GPU",
+    )
+    inputs.int(
+        "num_workers",
+        min=0,
+        label="Workers",
+        description=(
+            "Processes that decode images; empty picks one per core "
+            "but one on a CPU (up to 4), up to 8 on a GPU"
+        ),
+    )
+    add_dropdown_input(
+        inputs,
+        "device",
+        _DEVICES,
+        "auto",
+        "Device",
+        "auto picks CUDA, then Apple MPS, then the CPU",
+    )
+    add_dropdown_input(
+        inputs,
+        "precision",
+        PRECISIONS,
+        "auto",
+        "Precision",
+        "auto runs float16 on a GPU, bfloat16 on a CPU with Intel AMX "
+        "(3-4x faster than float32 there) and float32 otherwise; "
+        "vectors are stored as float32",
+    )
 
 
 def _field_input(inputs, ctx, model):
@@ -112,39 +144,7 @@ class ComputeEmbeddings(foo.Operator):
 
         if ctx.dataset is not None:
             _field_input(inputs, ctx, model)
-        inputs.int(
-            "batch_size",
-            min=1,
-            label="Batch size",
-            description="Images per batch; empty picks 16 on CPU, 64 on GPU",
-        )
-        inputs.int(
-            "num_workers",
-            min=0,
-            label="Workers",
-            description=(
-                "Processes that decode images; empty picks one per core "
-                "but one on a CPU (up to 4), up to 8 on a GPU"
-            ),
-        )
-        add_dropdown_input(
-            inputs,
-            "device",
-            _DEVICES,
-            "auto",
-            "Device",
-            "auto picks CUDA, then Apple MPS, then the CPU",
-        )
-        add_dropdown_input(
-            inputs,
-            "precision",
-            PRECISIONS,
-            "auto",
-            "Precision",
-            "auto runs float16 on a GPU, bfloat16 on a CPU with Intel AMX "
-            "(3-4x faster than float32 there) and float32 otherwise; "
-            "vectors are stored as float32",
-        )
+        add_run_options(inputs)
         inputs.bool(
             "skip_failures",
             default=True,

@@ -558,6 +558,14 @@ def test_form_is_generated_from_the_schema(blob_ds, plugin):
     props = form({"method": "kmeans", "run_key": "taken"})
     assert props["run_key"]["invalid"] is True
 
+    # how embeddings are computed shows only when a model computes them
+    options = ("batch_size", "num_workers", "device", "precision")
+    props = form({"method": "kmeans", "model": "existing"})
+    assert not [k for k in options if k in props]
+    props = form({"method": "kmeans", "model": "pixels"})
+    assert all(k in props for k in options)
+    assert "float32" in props["precision"]["type"]["values"]
+
 
 # --- layering and docs ------------------------------------------------------
 

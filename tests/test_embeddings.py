@@ -247,6 +247,67 @@ def test_precision_auto_and_bad_values(
     assert snapshot(ds) == before
 
 
+def test_compute_clusters_passes_the_embedding_options(
+    api, dataset_name, images, emb, clip_ckpt
+):
+    """compute_clusters(model=...) embeds with the batch size, workers,
+    device and precision it is given; without a model they are refused."""
+    ds = make_dataset(dataset_name, images["good"])
+    op = foo.get_operator("@curate/clustering/compute_clusters")
+    res = op(
+        ds,
+        run_key="half",
+        embeddings_field="clip16",
+        method="kmeans",
+        kmeans__n_clusters=2,
+        model="open_clip",
+        open_clip__pretrained=clip_ckpt,
+        batch_size=2,
+        num_workers=0,
+        device="cpu",
+        precision="bfloat16",
+    )
+    assert res.error is None, res.error
+    assert res.result["embeddings"]["precision"] == "bfloat16"
+    out = api.compute_clusters(
+        ds,
+        "full",
+        "clip32",
+        method="kmeans",
+        kmeans__n_clusters=2,
+        model="open_clip",
+        open_clip__pretrained=clip_ckpt,
+        precision="float32",
+    )
+    assert out["embeddings"]["precision"] == "float32"
+    half = np.stack(ds.values("clip16"))
+    full = np.stack(ds.values("clip32"))
+    assert not np.allclose(half, full, atol=2e-5)
+    assert (half * full).sum(1).min() > 0.999  # unit vectors
+
+    before = snapshot(ds)
+    with pytest.raises(ValueError, match="device='cuda'.*pass model="):
+        api.compute_clusters(ds, "r", "clip32", method="kmeans", device="cuda")
+    with pytest.raises(
+        ValueError, match="batch_size=4, precision='float32' only applies"
+    ):
+        api.compute_clusters(
+            ds, "r", "clip32", batch_size=4, precision="float32"
+        )
+    with pytest.raises(emb.ParamError, match="Unknown precision 'fp8'"):
+        api.compute_clusters(
+            ds,
+            "r",
+            "clip8",
+            method="kmeans",
+            model="open_clip",
+            open_clip__pretrained=clip_ckpt,
+            precision="fp8",
+        )
+    assert snapshot(ds) == before
+    assert sorted(api.list_clustering_runs(ds)) == ["full", "half"]
+
+
 def test_torchvision_local_weights_match_reference(
     api, dataset_name, images, effnet_ckpt
 ):
