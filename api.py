@@ -151,8 +151,9 @@ def compute_clusters(
             if v != _EMBED_DEFAULTS[k]
         ]
         if given:
+            verb = "applies" if len(given) == 1 else "apply"
             raise InputError(
-                f"{', '.join(given)} only applies when embeddings are "
+                f"{', '.join(given)} only {verb} when embeddings are "
                 "computed: pass model= as well, or leave it out"
             )
     method_cls = methods.METHODS.get(method)

@@ -289,7 +289,7 @@ def test_compute_clusters_passes_the_embedding_options(
     with pytest.raises(ValueError, match="device='cuda'.*pass model="):
         api.compute_clusters(ds, "r", "clip32", method="kmeans", device="cuda")
     with pytest.raises(
-        ValueError, match="batch_size=4, precision='float32' only applies"
+        ValueError, match="batch_size=4, precision='float32' only apply"
     ):
         api.compute_clusters(
             ds, "r", "clip32", batch_size=4, precision="float32"
