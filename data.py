@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 import numpy as np
 from bson import Binary
 
-import fiftyone as fo
 import fiftyone.core.fields as fof
 
 logger = logging.getLogger(__name__)
@@ -30,6 +29,47 @@ _WRITE_CHUNK = 50000
 
 class InputError(ValueError):
     """Bad user input, detected before anything was written."""
+
+
+class Rollback:
+    """Undoes what a call wrote, if the call does not finish.
+
+    Each step that changes the database registers how to undo it with
+    :meth:`push`, right after it succeeded. If the ``with`` block raises
+    (``KeyboardInterrupt`` included), the undo actions run newest first and
+    the exception propagates; an undo action that fails is logged and the
+    others still run. If the block finishes, nothing is undone. An undo
+    action removes only what its own step created.
+
+    Example::
+
+        with Rollback() as undo:
+            dataset.add_sample_field(name, fo.StringField)
+            undo.push(remove_fields, dataset, [name])
+            ...
+    """
+
+    def __init__(self):
+        self._undo = []
+
+    def push(self, fn, *args, **kwargs):
+        """Registers ``fn(*args, **kwargs)`` as the undo of the last
+        step."""
+        self._undo.append((fn, args, kwargs))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        undo, self._undo = self._undo, []
+        if exc_type is None:
+            return False
+        for fn, args, kwargs in reversed(undo):
+            try:
+                fn(*args, **kwargs)
+            except Exception:  # the other undo actions must still run
+                logger.exception("Could not undo %s", fn.__name__)
+        return False
 
 
 def vector_field_db_name(samples, field):
@@ -184,42 +224,47 @@ def write_fields(dataset, ids, values, field_types, progress=None):
             coll.update_many({name: {"$exists": True}}, {"$unset": {name: ""}})
     names = list(values)
     cols = [_to_bson_list(values[name]) for name in names]
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
     try:
-        n = len(ids)
-        for start in range(0, n, _WRITE_CHUNK):
-            stop = min(n, start + _WRITE_CHUNK)
-            docs = [
-                dict(zip(names, row), _id=_id)
-                for _id, *row in zip(
-                    ids[start:stop], *(c[start:stop] for c in cols)
-                )
-            ]
-            tmp_coll.insert_many(docs, ordered=False)
+        with Rollback() as undo:
+            undo.push(remove_fields, dataset, names)
+            _merge_values(dataset, tmp_coll, ids, names, cols, progress)
+            for name in names:
+                dataset.add_sample_field(name, field_types[name])
             if progress is not None:
-                progress(0.5 * stop / n)
-        tmp_coll.aggregate(
-            [
-                {"$addFields": {"last_modified_at": now}},
-                {
-                    "$merge": {
-                        "into": coll.name,
-                        "on": "_id",
-                        "whenMatched": "merge",
-                        "whenNotMatched": "discard",
-                    }
-                },
-            ]
-        )
-        for name in names:
-            dataset.add_sample_field(name, field_types[name])
-        if progress is not None:
-            progress(1.0)
-    except BaseException:
-        remove_fields(dataset, names)
-        raise
+                progress(1.0)
     finally:
         tmp_coll.drop()
+
+
+def _merge_values(dataset, tmp_coll, ids, names, cols, progress):
+    """Inserts the values into ``tmp_coll`` in chunks and merges them into
+    the samples by ``_id``, server-side."""
+    n = len(ids)
+    for start in range(0, n, _WRITE_CHUNK):
+        stop = min(n, start + _WRITE_CHUNK)
+        docs = [
+            dict(zip(names, row), _id=_id)
+            for _id, *row in zip(
+                ids[start:stop], *(c[start:stop] for c in cols)
+            )
+        ]
+        tmp_coll.insert_many(docs, ordered=False)
+        if progress is not None:
+            progress(0.5 * stop / n)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    tmp_coll.aggregate(
+        [
+            {"$addFields": {"last_modified_at": now}},
+            {
+                "$merge": {
+                    "into": dataset._sample_collection.name,
+                    "on": "_id",
+                    "whenMatched": "merge",
+                    "whenNotMatched": "discard",
+                }
+            },
+        ]
+    )
 
 
 _STALE_AFTER_S = 24 * 3600

@@ -14,13 +14,21 @@ import threading
 
 import yaml
 
-import fiftyone as fo
 
-from .data import InputError, remove_fields
+from .data import InputError, Rollback, remove_fields
 
 logger = logging.getLogger(__name__)
 
-PLUGIN = "@curate/clustering"
+_MANIFEST = os.path.join(os.path.dirname(__file__), "fiftyone.yml")
+
+
+def _manifest():
+    with open(_MANIFEST) as f:
+        return yaml.safe_load(f)
+
+
+# The plugin's name, as its manifest declares it
+PLUGIN = _manifest()["name"]
 
 # Results are replaced by delete-then-write in GridFS: a read that overlaps a
 # write in another thread of the same process (the App server) can fail
@@ -30,9 +38,7 @@ KIND = "clustering"
 
 def plugin_version():
     """The plugin's version, from its ``fiftyone.yml``."""
-    path = os.path.join(os.path.dirname(__file__), "fiftyone.yml")
-    with open(path) as f:
-        return str(yaml.safe_load(f)["version"])
+    return str(_manifest()["version"])
 
 
 def list_runs(samples):
@@ -77,12 +83,10 @@ def register(samples, run_key, config, results):
         plugin_version=plugin_version(),
         **config,
     )
-    samples.register_run(run_key, run_config)
-    try:
+    with Rollback() as undo:
+        samples.register_run(run_key, run_config)
+        undo.push(dataset.delete_run, run_key)
         save_results(samples, run_key, results)
-    except BaseException:
-        dataset.delete_run(run_key)
-        raise
 
 
 def get_config(samples, run_key):

@@ -3,22 +3,53 @@
 Each class declares its parameters as a schema (see :mod:`.schema`) and
 follows scikit-learn's conventions: ``__init__`` stores validated
 parameters, ``fit(X)`` returns ``self`` and sets ``labels_`` (int array,
-``-1`` for noise) and, for methods that have one, ``strength_`` (per-sample
-membership strength in ``[0, 1]``).
+``-1`` for noise) and ``scores_``: the per-sample score the method declares
+in ``score_kind`` (see :data:`SCORE_KINDS`), or ``None`` for methods whose
+score, the distance to the cluster centre, is computed after the fit.
 
 Adding a method means adding one class here, decorated with
 ``@METHODS.register``.
 """
 
+import dataclasses
 import logging
 
 import numpy as np
 
+from .kmeans import kmeans
 from .schema import Param, ParamError, Registry
 
 logger = logging.getLogger(__name__)
 
 METHODS = Registry("clustering method")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreKind:
+    """What a method's per-sample score measures.
+
+    Args:
+        higher_is_typical: whether a larger score marks a more typical
+            member of its cluster
+        cohesion: how the mean score of a cluster reads, in words
+    """
+
+    higher_is_typical: bool
+    cohesion: str
+
+
+# Per-sample scores, by the name a method declares in ``score_kind``
+SCORE_KINDS = {
+    "distance": ScoreKind(
+        False, "mean distance to the cluster centre (smaller is tighter)"
+    ),
+    "strength": ScoreKind(
+        True, "mean membership strength (larger is more certain)"
+    ),
+    "probability": ScoreKind(
+        True, "mean membership probability (larger is more certain)"
+    ),
+}
 
 _SEED = Param(
     "random_state", int, 51, "Seed of the random number generator.", min=0
@@ -55,6 +86,10 @@ class ClusteringMethod:
             if the method has one that may be chosen automatically
         max_samples: the largest input the method handles (memory grows
             quadratically for some), or ``None``
+        score_kind: the per-sample score the method produces, a key of
+            :data:`SCORE_KINDS`. ``"distance"`` (to the cluster centre) is
+            computed for the method after the fit; a method that declares
+            another kind sets it in ``scores_``
     """
 
     name = None
@@ -64,6 +99,7 @@ class ClusteringMethod:
     density_based = False
     k_param = None
     max_samples = None
+    score_kind = "distance"
 
     def __init__(self, **params):
         self.params_ = METHODS.resolve(self.name, params)
@@ -93,13 +129,16 @@ class ClusteringMethod:
         """Clusters the rows of ``X`` (float32, n x d); returns ``self``."""
         X = np.ascontiguousarray(X, dtype=np.float32)
         self.check_input(X)
-        labels, strength = self._fit(X)
+        labels, scores = self._fit(X)
         self.labels_ = np.asarray(labels, dtype=np.int64)
-        self.strength_ = strength
+        self.scores_ = None
+        if scores is not None:
+            self.scores_ = np.asarray(scores, dtype=np.float32)
         return self
 
     def _fit(self, X):
-        """Returns ``(labels, strength or None)``."""
+        """Returns ``(labels, scores)``: the per-sample scores of the
+        method's ``score_kind``, or ``None`` for ``"distance"``."""
         raise NotImplementedError
 
 
@@ -140,82 +179,6 @@ class KMeans(ClusteringMethod):
                 best = (centroids, labels, inertia)
         self.cluster_centers_ = best[0]
         return best[1], None
-
-
-def kmeans(X, k, max_iter, seed, seed_sample=2000):
-    """k-means with greedy k-means++ seeding on a bounded sample.
-
-    Seeds come from greedy k-means++ on at most ``max(seed_sample, 20 k)``
-    random rows; faiss then runs Lloyd iterations on at most 256 rows per
-    centroid (its default sampling) and assigns every row to its nearest
-    centroid. With k-means++ seeds this matches full-data k-means in
-    quality at a fraction of the time.
-
-    Returns:
-        ``(centroids (k x d float32), labels (n int64), inertia)``
-    """
-    rng = np.random.default_rng(seed)
-    n = len(X)
-    idx = rng.choice(n, min(n, max(seed_sample, 20 * k)), replace=False)
-    idx.sort()
-    init = kmeans_plusplus(X[idx], k, rng)
-
-    try:
-        import faiss
-    except ImportError:
-        faiss = None
-
-    if faiss is None:
-        from sklearn.cluster import KMeans as SKKMeans
-
-        km = SKKMeans(k, init=init, n_init=1, max_iter=max_iter).fit(X)
-        return (
-            km.cluster_centers_.astype(np.float32),
-            km.labels_.astype(np.int64),
-            float(km.inertia_),
-        )
-
-    km = faiss.Kmeans(
-        X.shape[1],
-        k,
-        niter=max_iter,
-        seed=seed,
-        max_points_per_centroid=256,
-        min_points_per_centroid=1,
-        spherical=False,
-        verbose=False,
-    )
-    km.train(X, init_centroids=init)
-    dist, labels = km.index.search(X, 1)
-    return (
-        np.ascontiguousarray(km.centroids, dtype=np.float32),
-        labels[:, 0].astype(np.int64),
-        float(dist.sum()),
-    )
-
-
-def kmeans_plusplus(S, k, rng):
-    """Greedy k-means++ seeds (``2 + log k`` candidates per step) among the
-    rows of ``S``, as a ``k x d`` float32 array."""
-    S = np.ascontiguousarray(S, dtype=np.float32)
-    n = len(S)
-    trials = 2 + int(np.log(k))
-    sq = np.einsum("ij,ij->i", S, S)
-    first = rng.integers(n)
-    chosen = [first]
-    d2 = np.maximum(sq - 2 * (S @ S[first]) + sq[first], 0)
-    for _ in range(1, k):
-        total = d2.sum()
-        if total <= 0:  # fewer distinct rows than k: repeat some
-            cand = rng.integers(n, size=trials)
-        else:
-            cand = rng.choice(n, trials, p=d2 / total)
-        dc = sq[None, :] - 2 * (S[cand] @ S.T) + sq[cand][:, None]
-        new = np.minimum(d2[None, :], np.maximum(dc, 0))
-        best = int(new.sum(axis=1).argmin())
-        d2 = new[best]
-        chosen.append(cand[best])
-    return S[chosen].copy()
 
 
 @METHODS.register
@@ -381,6 +344,7 @@ class HDBSCAN(ClusteringMethod):
         ),
     )
     density_based = True
+    score_kind = "strength"
 
     def _fit(self, X):
         import hdbscan
@@ -464,6 +428,7 @@ class GaussianMixture(ClusteringMethod):
         _SEED,
     ) + AUTO_K_PARAMS
     k_param = "n_clusters"
+    score_kind = "probability"
 
     def _fit(self, X):
         from sklearn.mixture import GaussianMixture as SKGaussianMixture

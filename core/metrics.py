@@ -2,7 +2,9 @@
 
 import numpy as np
 
+# The cluster id of noise: as an integer label, and as stored in a field
 NOISE = -1
+NOISE_ID = str(NOISE)
 
 
 def cluster_ids(labels):
@@ -59,16 +61,16 @@ def distances_to_centroids(X, labels, ids, C, chunk=65536):
     return out
 
 
-def typical_first(labels, score, score_kind, ids, top=20):
+def typical_first(labels, score, higher_is_typical, ids, top=20):
     """Indices of the ``top`` most typical members of each cluster.
 
-    Typical means smallest distance (``score_kind="distance"``) or highest
-    strength (``"strength"``).
+    Typical means the highest score when ``higher_is_typical`` (strength,
+    probability), else the smallest (distance).
 
     Returns:
         a dict ``label -> int array of row indices``
     """
-    key = score if score_kind == "distance" else -score
+    key = -score if higher_is_typical else score
     key = np.where(np.isnan(key), np.inf, key)
     order = np.lexsort((key, labels))
     sorted_labels = labels[order]

@@ -5,6 +5,8 @@ import logging
 
 import numpy as np
 
+from . import neighbors
+from .neighbors import NeighborGraph, l2_normalize
 from .schema import Param, ParamError, Registry
 
 logger = logging.getLogger(__name__)
@@ -12,29 +14,33 @@ logger = logging.getLogger(__name__)
 REDUCERS = Registry("reduction")
 
 
-def l2_normalize(X):
-    """Scales rows to unit L2 norm in place, in chunks so that no full-size
-    temporary is made (zero rows stay zero)."""
-    for s in range(0, len(X), 65536):
-        part = X[s : s + 65536]
-        norms = np.sqrt(np.einsum("ij,ij->i", part, part))[:, None]
-        np.maximum(norms, 1e-12, out=norms)
-        part /= norms
-    return X
-
-
 class Reducer:
-    """Base class: ``fit_transform(X) -> Y`` (float32)."""
+    """Base class: ``fit_transform(X) -> Y`` (float32).
+
+    After the fit, ``graph_`` is the :class:`.neighbors.NeighborGraph` the
+    reducer computed on the way (a projection of the same data may reuse
+    it), or ``None``.
+    """
 
     name = None
     label = None
     description = None
     params = ()
+    graph_ = None
 
     def __init__(self, **params):
         self.params_ = REDUCERS.resolve(self.name, params)
 
-    def fit_transform(self, X, progress=None):
+    def fit_transform(self, X, progress=None, knn_neighbors=None):
+        """Reduces the rows of ``X``.
+
+        Args:
+            X: an ``n x d`` float32 matrix
+            progress (None): an optional ``progress(fraction, label=None)``
+            knn_neighbors (None): for reducers that build a neighbour graph,
+                the neighbours it should keep (at least their own), so that
+                a projection needing more can share it
+        """
         raise NotImplementedError
 
 
@@ -48,7 +54,7 @@ class PCA(Reducer):
         Param("random_state", int, 51, "Seed.", min=0),
     )
 
-    def fit_transform(self, X, progress=None):
+    def fit_transform(self, X, progress=None, knn_neighbors=None):
         p = self.params_
         k = p["n_components"]
         if k > min(X.shape):
@@ -125,18 +131,8 @@ class UMAP(Reducer):
     )
 
     def fit_transform(self, X, progress=None, knn_neighbors=None):
-        """UMAP of the rows of ``X``.
-
-        ``knn_neighbors`` asks for a kNN graph with more neighbours than the
-        layout uses, so that a projection needing more can share it.
-
-        Keeps the neighbour-search features as ``features_``, the rows the
-        layout was fitted on as ``fit_idx_`` (``None``: all) and their kNN
-        graph as ``knn_``, so that a 2-D projection of the same data can
-        reuse them.
-        """
-        from . import projection
-
+        """UMAP of the rows of ``X``; ``graph_`` keeps the neighbour-search
+        features, the rows the layout was fitted on and their kNN graph."""
         p = self.params_
         n = len(X)
         if n <= p["n_neighbors"]:
@@ -149,18 +145,16 @@ class UMAP(Reducer):
                 f"umap__n_components={p['n_components']} must be smaller "
                 f"than the number of samples minus one ({n - 1})"
             )
-        self.features_ = projection.prepare_features(
+        features = neighbors.prepare_features(
             X, metric=p["metric"], seed=p["random_state"]
         )
-        fit = projection._fit_subset(n, p["fit_samples"], p["random_state"])
-        F = self.features_ if fit is None else self.features_[fit]
-        self.fit_idx_ = fit
-        self.knn_ = projection.knn_graph(
-            F, max(p["n_neighbors"], knn_neighbors or 0)
-        )
-        Y = projection.umap_embed(
+        fit = neighbors.fit_subset(n, p["fit_samples"], p["random_state"])
+        F = features if fit is None else features[fit]
+        knn = neighbors.knn_graph(F, max(p["n_neighbors"], knn_neighbors or 0))
+        self.graph_ = NeighborGraph(features, p["metric"], knn, fit)
+        Y = neighbors.umap_embed(
             F,
-            self.knn_,
+            knn,
             n_components=p["n_components"],
             n_neighbors=p["n_neighbors"],
             min_dist=p["min_dist"],
@@ -173,8 +167,8 @@ class UMAP(Reducer):
         )
         if fit is None:
             return Y
-        return projection._place_rest(
-            self.features_, fit, Y, n_neighbors=p["n_neighbors"]
+        return neighbors.place_rest(
+            features, fit, Y, n_neighbors=p["n_neighbors"]
         )
 
 
@@ -202,8 +196,5 @@ def preprocess(
         return X, None
     reducer = REDUCERS.get(reduce)(**reduce_params)
     logger.info("Reducing %s features with %s", X.shape, reduce)
-    if isinstance(reducer, UMAP):
-        Z = reducer.fit_transform(X, progress, knn_neighbors=knn_neighbors)
-    else:
-        Z = reducer.fit_transform(X, progress=progress)
+    Z = reducer.fit_transform(X, progress, knn_neighbors=knn_neighbors)
     return Z, reducer

@@ -2,9 +2,10 @@
 
 Every configurable component of the plugin (clustering methods, embedders,
 projection methods) is a class in a :class:`Registry` that declares its
-parameters as :class:`Param` objects. The App forms, validation, the stored
-run configs and the README tables are all generated from these schemas, so
-adding a component touches one file.
+parameters as :class:`Param` objects; a fixed set of options (those of
+cluster labelling) is a :class:`ParamSet`. The App forms, validation, the
+stored run configs and the README tables are all generated from these
+schemas, so adding a component or an option touches one file.
 
 Parameters travel flat, as ``<component>__<param>`` keys (for example
 ``kmeans__n_clusters``), which is how they appear in App forms and in the
@@ -13,7 +14,7 @@ Python API alike.
 
 import dataclasses
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 SEP = "__"
 
@@ -23,8 +24,24 @@ class ParamError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Check:
+    """A constraint on a parameter's value that bounds and choices cannot
+    express (an open bound, a URL's scheme, a non-blank string).
+
+    Args:
+        rule: what the value must be, in words that follow "must be" in an
+            error message and stand alone in the docs (e.g. ``"> 0"``)
+        test: a callable ``test(value) -> bool`` on the coerced value
+    """
+
+    rule: str
+    test: Callable[[Any], bool]
+
+
+@dataclasses.dataclass(frozen=True)
 class Param:
-    """One parameter of a registered component.
+    """One parameter of a registered component, or one option of a
+    :class:`ParamSet`.
 
     Args:
         name: the parameter's name
@@ -36,6 +53,8 @@ class Param:
         choices: the allowed values, for strings
         optional: whether ``None`` is allowed (it then means "automatic" or
             "not set", as ``help`` explains)
+        check: a :class:`Check` for what the bounds cannot say, or
+            ``None``
     """
 
     name: str
@@ -46,6 +65,7 @@ class Param:
     max: Optional[float] = None
     choices: Optional[tuple] = None
     optional: bool = False
+    check: Optional[Check] = None
 
     def validate(self, value, owner=""):
         """Returns ``value`` coerced to this parameter's type.
@@ -74,6 +94,11 @@ class Param:
         if self.max is not None and value > self.max:
             raise ParamError(
                 f"Parameter '{where}' must be <= {self.max}; got {value}"
+            )
+        if self.check is not None and not self.check.test(value):
+            raise ParamError(
+                f"Parameter '{where}' must be {self.check.rule}; "
+                f"got {value!r}"
             )
         return value
 
@@ -112,11 +137,86 @@ class Param:
         parts = []
         if self.choices is not None:
             parts.append("one of " + ", ".join(map(str, self.choices)))
+        if self.check is not None:
+            parts.append(self.check.rule)
         if self.min is not None:
-            parts.append(f">= {self.min:g}")
+            parts.append(f">= {_number(self.min)}")
         if self.max is not None:
-            parts.append(f"<= {self.max:g}")
+            parts.append(f"<= {_number(self.max)}")
         return "; ".join(parts)
+
+    def markdown_cells(self, unset="auto"):
+        """The type, default, allowed values and help of this parameter, as
+        Markdown table cells; ``unset`` stands for a ``None`` default."""
+        default = unset if self.default is None else repr(self.default)
+        return (
+            f"{self.type.__name__} | {default} | {self.describe()} | "
+            f"{self.help}"
+        )
+
+
+def _number(x):
+    """A bound as people write it: ints in full, floats short."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+class ParamSet:
+    """A fixed set of parameters: the options of one operation, or the
+    parameters of one component of a :class:`Registry`.
+
+    Args:
+        kind: what the parameters configure, for error messages (e.g.
+            ``"cluster labelling"``)
+        params: a tuple of :class:`Param`
+        owner (""): the prefix of the names in error messages (a
+            component's name), or ``""`` for plain names
+    """
+
+    def __init__(self, kind, params, owner=""):
+        self.kind = kind
+        self.params = tuple(params)
+        self.owner = owner
+
+    def names(self):
+        """The parameters' names, in order."""
+        return [p.name for p in self.params]
+
+    def validate(self, values):
+        """Validates values of these parameters.
+
+        Args:
+            values: a dict ``param name -> value``; missing parameters get
+                their defaults
+
+        Returns:
+            a dict ``param name -> validated value`` with every parameter
+
+        Raises:
+            ParamError: on an unknown parameter or a bad value, naming it
+        """
+        values = values or {}
+        names = self.names()
+        for key in values:
+            if key not in names:
+                valid = ", ".join(names) or "(none)"
+                raise ParamError(
+                    f"Unknown parameter {key!r} for {self.kind}. "
+                    f"Valid parameters: {valid}"
+                )
+        return {
+            p.name: p.validate(values.get(p.name, p.default), self.owner)
+            for p in self.params
+        }
+
+    def markdown_table(self):
+        """A Markdown table of the parameters."""
+        rows = [
+            "| parameter | type | default | allowed | help |",
+            "|---|---|---|---|---|",
+        ]
+        for p in self.params:
+            rows.append(f"| `{p.name}` | {p.markdown_cells('None')} |")
+        return "\n".join(rows)
 
 
 class Registry:
@@ -179,8 +279,7 @@ class Registry:
         Raises:
             ParamError: on an unknown component or parameter, or a bad value
         """
-        cls = self.get(name)
-        schema = {p.name: p for p in cls.params}
+        schema = self.param_set(name)
         given = {}
         prefix = name + SEP
         for key, value in (params or {}).items():
@@ -190,19 +289,17 @@ class Registry:
                 other = key.split(SEP, 1)[0]
                 if other in self._classes:
                     continue
-            if key not in schema:
-                valid = ", ".join(schema) or "(none)"
-                raise ParamError(
-                    f"Unknown parameter {key!r} for {self.kind} '{name}'. "
-                    f"Valid parameters: {valid}"
-                )
             given[key] = value
+        return schema.validate(given)
 
-        resolved = {}
-        for pname, param in schema.items():
-            value = given.get(pname, param.default)
-            resolved[pname] = param.validate(value, owner=name)
-        return resolved
+    def param_set(self, name):
+        """The parameters of component ``name``, as a :class:`ParamSet`.
+
+        Raises:
+            ParamError: listing the valid names, if there is none
+        """
+        cls = self.get(name)
+        return ParamSet(f"{self.kind} '{name}'", cls.params, owner=name)
 
     def markdown_table(self):
         """A Markdown table of the components and their parameters."""
@@ -214,11 +311,9 @@ class Registry:
             first = True
             for p in cls.params:
                 head = f"`{cls.name}`" if first else ""
-                default = "auto" if p.default is None else repr(p.default)
                 rows.append(
                     f"| {head} | `{cls.name}{SEP}{p.name}` | "
-                    f"{p.type.__name__} | {default} | {p.describe()} | "
-                    f"{p.help} |"
+                    f"{p.markdown_cells()} |"
                 )
                 first = False
             if first:

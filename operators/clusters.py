@@ -3,23 +3,29 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from .. import api
+from .. import api, runs
+from ..api.clustering import default_reduce
 from ..core.embedders import EMBEDDERS
 from ..core.methods import METHODS
 from ..core.reduce import REDUCERS
 from .embeddings import RUN_OPTIONS, add_run_options
 from ._common import (
-    APP_KEYS,
-    vector_fields,
+    HeavyOperator,
     add_choice_input,
-    add_delegation_input,
+    add_run_choice_input,
     add_schema_inputs,
+    add_skip_missing_input,
     add_target_view_input,
-    call_operator,
-    heavy_config,
-    progress_reporter,
-    resolve_delegation,
+    call_from_python,
+    check_input,
+    form_params,
+    light_config,
+    run_api,
+    vector_fields,
 )
+
+# Form entries that are not parameters of the API call
+_FORM_ONLY = ("no_fields", "no_runs")
 
 
 def _run_key_input(inputs, ctx, name="run_key", label="Run key", new=True):
@@ -34,196 +40,185 @@ def _run_key_input(inputs, ctx, name="run_key", label="Run key", new=True):
         )
         key = ctx.params.get(name)
         if key:
-            try:
-                api.runs.check_new_key(ctx.dataset, key)
-            except ValueError as e:
-                prop = inputs.get_property(name)
-                prop.invalid = True
-                prop.error_message = str(e)
+            check_input(inputs, name, runs.check_new_key, ctx.dataset, key)
         return key
 
-    keys = api.list_clustering_runs(ctx.dataset)
-    if not keys:
+    return add_run_choice_input(inputs, ctx, name, label)
+
+
+def _model_input(inputs, ctx, fields):
+    """The embeddings to cluster: an existing vector field, or a model
+    that computes them first; returns the choice."""
+    choices = types.Dropdown()
+    choices.add_choice("existing", label="Use an existing embeddings field")
+    for cls in EMBEDDERS.classes():
+        choices.add_choice(
+            cls.name,
+            label=f"Compute embeddings with {cls.label}",
+            description=cls.description,
+        )
+    default = "existing" if fields else "open_clip"
+    inputs.enum(
+        "model",
+        choices.values(),
+        default=default,
+        label="Embeddings",
+        description=(
+            "Cluster an existing vector field, or compute one first "
+            "(samples that already have a vector keep it)"
+        ),
+        view=choices,
+    )
+    return ctx.params.get("model", default)
+
+
+def _embeddings_inputs(inputs, ctx):
+    """The model choice and the embeddings field with, for a model, its
+    parameters and run options; returns whether the form can go on (not
+    when the field should exist and none does)."""
+    fields = vector_fields(ctx)
+    model = _model_input(inputs, ctx, fields)
+    if model != "existing":
+        inputs.str(
+            "embeddings_field",
+            default="embeddings",
+            required=True,
+            label="Embeddings field",
+            description="The vector field to compute, then cluster",
+        )
+        add_schema_inputs(inputs, EMBEDDERS, model, ctx)
+        add_run_options(inputs)
+        return True
+    if not fields:
         inputs.view(
-            "no_runs",
+            "no_fields",
             types.Warning(
-                label="This dataset has no clustering runs yet",
-                description="Run `compute_clusters` first",
+                label="No embeddings field",
+                description=(
+                    "This dataset has no vector field yet: choose "
+                    "a model to compute one"
+                ),
             ),
         )
-        return None
-    choices = types.DropdownView()
-    for key in keys:
-        choices.add_choice(key, label=key)
-    inputs.enum(
-        name, choices.values(), required=True, label=label, view=choices
+        return False
+    field_choices = types.AutocompleteView()
+    for f in fields:
+        field_choices.add_choice(f, label=f)
+    inputs.str(
+        "embeddings_field",
+        default=fields[0],
+        required=True,
+        label="Embeddings field",
+        description="The vector field to cluster",
+        view=field_choices,
     )
-    return ctx.params.get(name)
+    return True
 
 
-class ComputeClusters(foo.Operator):
-    @property
-    def config(self):
-        return heavy_config(
-            "compute_clusters",
-            "Compute clusters",
-            "Cluster an embeddings field as a named run",
-            icon="/assets/icon.svg",
+def _method_inputs(inputs, ctx):
+    """The method and its parameters; returns the method's class."""
+    add_choice_input(
+        inputs,
+        "method",
+        METHODS,
+        "hdbscan",
+        "Method",
+        "The clustering method",
+    )
+    method = ctx.params.get("method", "hdbscan")
+    method_cls = METHODS.get(method)
+    add_schema_inputs(inputs, METHODS, method, ctx)
+    return method_cls
+
+
+def _preprocessing_inputs(inputs, ctx, method_cls):
+    """L2 normalisation and the reduction (with its parameters)."""
+    inputs.bool(
+        "normalize",
+        default=True,
+        label="L2-normalise",
+        description="Scale embeddings to unit length first",
+        view=types.CheckboxView(),
+    )
+    choices = types.Dropdown()
+    choices.add_choice(
+        "auto",
+        label="Auto",
+        description="UMAP to 5-D for density-based methods, else none",
+    )
+    choices.add_choice("none", label="None")
+    for cls in REDUCERS.classes():
+        choices.add_choice(
+            cls.name, label=cls.label, description=cls.description
         )
+    inputs.enum(
+        "reduce",
+        choices.values(),
+        default="auto",
+        label="Reduce dimensions first",
+        description=(
+            "Density-based methods such as HDBSCAN work best on a UMAP "
+            "reduction to a few (5) dimensions (the default for them)"
+        ),
+        view=choices,
+    )
+    reduce = default_reduce(method_cls, ctx.params.get("reduce", "auto"))
+    if reduce != "none":
+        add_schema_inputs(inputs, REDUCERS, reduce, ctx)
+
+
+def _output_inputs(inputs):
+    """Where the run writes: the cluster field and an optional projection;
+    and whether samples without embeddings are skipped."""
+    inputs.str(
+        "cluster_field",
+        label="Cluster field",
+        description="Where cluster ids go; default <run_key>_cluster",
+    )
+    inputs.str(
+        "projection_brain_key",
+        label="Also project to 2-D (brain key)",
+        description=(
+            "Store a UMAP projection for the Embeddings panel under this "
+            "brain key, reusing the run's neighbour graph"
+        ),
+    )
+    add_skip_missing_input(inputs)
+
+
+class ComputeClusters(HeavyOperator):
+    CONFIG = (
+        "compute_clusters",
+        "Compute clusters",
+        "Cluster an embeddings field as a named run",
+    )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         add_target_view_input(inputs, ctx, "Cluster")
         _run_key_input(inputs, ctx)
-
-        fields = vector_fields(ctx)
-        model_choices = types.Dropdown()
-        model_choices.add_choice(
-            "existing", label="Use an existing embeddings field"
-        )
-        for cls in EMBEDDERS.classes():
-            model_choices.add_choice(
-                cls.name,
-                label=f"Compute embeddings with {cls.label}",
-                description=cls.description,
-            )
-        default_model = "existing" if fields else "open_clip"
-        inputs.enum(
-            "model",
-            model_choices.values(),
-            default=default_model,
-            label="Embeddings",
-            description=(
-                "Cluster an existing vector field, or compute one first "
-                "(samples that already have a vector keep it)"
-            ),
-            view=model_choices,
-        )
-        model = ctx.params.get("model", default_model)
-        if model == "existing":
-            if not fields:
-                inputs.view(
-                    "no_fields",
-                    types.Warning(
-                        label="No embeddings field",
-                        description=(
-                            "This dataset has no vector field yet: choose "
-                            "a model to compute one"
-                        ),
-                    ),
-                )
-                return types.Property(inputs)
-            field_choices = types.AutocompleteView()
-            for f in fields:
-                field_choices.add_choice(f, label=f)
-            inputs.str(
-                "embeddings_field",
-                default=fields[0],
-                required=True,
-                label="Embeddings field",
-                description="The vector field to cluster",
-                view=field_choices,
-            )
-        else:
-            inputs.str(
-                "embeddings_field",
-                default="embeddings",
-                required=True,
-                label="Embeddings field",
-                description="The vector field to compute, then cluster",
-            )
-            add_schema_inputs(inputs, EMBEDDERS, model, ctx)
-            add_run_options(inputs)
-
-        add_choice_input(
-            inputs,
-            "method",
-            METHODS,
-            "hdbscan",
-            "Method",
-            "The clustering method",
-        )
-        method = ctx.params.get("method", "hdbscan")
-        method_cls = METHODS.get(method)
-        add_schema_inputs(inputs, METHODS, method, ctx)
-
-        inputs.bool(
-            "normalize",
-            default=True,
-            label="L2-normalise",
-            description="Scale embeddings to unit length first",
-            view=types.CheckboxView(),
-        )
-        reduce_choices = types.Dropdown()
-        reduce_choices.add_choice(
-            "auto",
-            label="Auto",
-            description="UMAP to 5-D for density-based methods, else none",
-        )
-        reduce_choices.add_choice("none", label="None")
-        for cls in REDUCERS.classes():
-            reduce_choices.add_choice(
-                cls.name, label=cls.label, description=cls.description
-            )
-        inputs.enum(
-            "reduce",
-            reduce_choices.values(),
-            default="auto",
-            label="Reduce dimensions first",
-            description=(
-                "Density-based methods such as HDBSCAN work best on a UMAP "
-                "reduction to a few (5) dimensions (the default for them)"
-            ),
-            view=reduce_choices,
-        )
-        reduce = ctx.params.get("reduce", "auto")
-        if reduce == "auto":
-            reduce = "umap" if method_cls.density_based else "none"
-        if reduce != "none":
-            add_schema_inputs(inputs, REDUCERS, reduce, ctx)
-
-        inputs.str(
-            "cluster_field",
-            label="Cluster field",
-            description="Where cluster ids go; default <run_key>_cluster",
-        )
-        inputs.str(
-            "projection_brain_key",
-            label="Also project to 2-D (brain key)",
-            description=(
-                "Store a UMAP projection for the Embeddings panel under this "
-                "brain key, reusing the run's neighbour graph"
-            ),
-        )
-        inputs.bool(
-            "skip_missing",
-            default=False,
-            label="Skip samples without embeddings",
-            view=types.CheckboxView(),
-        )
-        add_delegation_input(inputs, ctx, "compute_clusters")
-        return types.Property(
-            inputs, view=types.View(label="Compute clusters")
-        )
-
-    def resolve_delegation(self, ctx):
-        return resolve_delegation(ctx, "compute_clusters")
+        if not _embeddings_inputs(inputs, ctx):
+            return types.Property(inputs)
+        method_cls = _method_inputs(inputs, ctx)
+        _preprocessing_inputs(inputs, ctx, method_cls)
+        _output_inputs(inputs)
+        return self.finish_form(inputs, ctx)
 
     def resolve_run_name(self, ctx):
         return f"compute_clusters ({ctx.params.get('run_key')})"
 
     def execute(self, ctx):
-        params = dict(ctx.params)
-        for key in APP_KEYS + ("no_fields", "no_runs"):
-            params.pop(key, None)
-        if params.get("model") == "existing":
+        drop = _FORM_ONLY
+        if ctx.params.get("model") == "existing":
             # options left from choosing a model earlier in the form
-            for key in ("model",) + RUN_OPTIONS:
-                params.pop(key, None)
-        params = {k: v for k, v in params.items() if v is not None}
-        return api.compute_clusters(
+            drop += ("model",) + RUN_OPTIONS
+        params = form_params(ctx, drop)
+        # unlike the other writers, this has never reloaded the App
+        return run_api(
+            ctx,
+            api.compute_clusters,
             ctx.target_view(),
-            progress=progress_reporter(ctx),
+            reload=False,
             **params,
         )
 
@@ -282,34 +277,16 @@ class ComputeClusters(foo.Operator):
         Returns:
             an :class:`fiftyone.operators.executor.ExecutionResult`
         """
-        params = dict(
-            params,
-            run_key=run_key,
-            embeddings_field=embeddings_field,
-            method=method,
-            cluster_field=cluster_field,
-            normalize=normalize,
-            reduce=reduce,
-            skip_missing=skip_missing,
-            model=model,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-            precision=precision,
-            projection_brain_key=projection_brain_key,
-            delegate=delegate,
-        )
-        return call_operator(self, sample_collection, params, delegate)
+        return call_from_python(self, locals())
 
 
 class GetClusteringRunInfo(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="get_clustering_run_info",
-            label="Get clustering run info",
-            description="Show the config and statistics of a clustering run",
-            dynamic=True,
+        return light_config(
+            "get_clustering_run_info",
+            "Get clustering run info",
+            "Show the config and statistics of a clustering run",
         )
 
     def resolve_input(self, ctx):
@@ -342,17 +319,13 @@ class GetClusteringRunInfo(foo.Operator):
             an :class:`fiftyone.operators.executor.ExecutionResult` whose
             ``result`` is the info dict
         """
-        return call_operator(self, sample_collection, dict(run_key=run_key))
+        return call_from_python(self, locals())
 
 
 class RenameClusteringRun(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="rename_clustering_run",
-            label="Rename clustering run",
-            dynamic=True,
-        )
+        return light_config("rename_clustering_run", "Rename clustering run")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -375,26 +348,19 @@ class RenameClusteringRun(foo.Operator):
             run_key: the current run key
             new_run_key: the new run key
         """
-        params = dict(run_key=run_key, new_run_key=new_run_key)
-        return call_operator(self, sample_collection, params)
+        return call_from_python(self, locals())
 
 
 class DeleteClusteringRun(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="delete_clustering_run",
-            label="Delete clustering run",
-            dynamic=True,
-        )
+        return light_config("delete_clustering_run", "Delete clustering run")
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         key = _run_key_input(inputs, ctx, new=False)
         if key:
-            fields = api.runs.owned_fields(
-                api.runs.get_config(ctx.dataset, key)
-            )
+            fields = runs.owned_fields(runs.get_config(ctx.dataset, key))
             inputs.view(
                 "warning",
                 types.Warning(
@@ -416,7 +382,7 @@ class DeleteClusteringRun(foo.Operator):
             sample_collection: a dataset or view
             run_key: the run key
         """
-        return call_operator(self, sample_collection, dict(run_key=run_key))
+        return call_from_python(self, locals())
 
 
 OPERATORS = [

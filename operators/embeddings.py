@@ -1,20 +1,19 @@
 """The compute_embeddings operator: a model's vectors into a sample field."""
 
-import fiftyone.operators as foo
+import fiftyone.core.fields as fof
 import fiftyone.operators.types as types
 
 from .. import api
 from ..core.embedders import EMBEDDERS, PRECISIONS
 from ._common import (
+    HeavyOperator,
     add_choice_input,
-    add_delegation_input,
     add_dropdown_input,
     add_schema_inputs,
     add_target_view_input,
-    call_operator,
-    heavy_config,
-    progress_reporter,
-    resolve_delegation,
+    call_from_python,
+    mark_invalid,
+    run_api,
 )
 
 _DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -64,8 +63,6 @@ def add_run_options(inputs):
 def _field_input(inputs, ctx, model):
     """The embeddings field: a new name, or an existing vector field (whose
     samples with vectors are skipped unless overwriting)."""
-    import fiftyone.core.fields as fof
-
     default = f"{model}_embeddings"
     inputs.str(
         "embeddings_field",
@@ -81,19 +78,19 @@ def _field_input(inputs, ctx, model):
     schema = ctx.dataset.get_field_schema() if ctx.dataset else {}
     if field not in schema:
         if not field.isidentifier():
-            prop = inputs.get_property("embeddings_field")
-            prop.invalid = True
-            prop.error_message = (
+            mark_invalid(
+                inputs,
+                "embeddings_field",
                 "Use letters, digits and underscores, not starting with a "
-                "digit"
+                "digit",
             )
         return
     if not isinstance(schema[field], (fof.VectorField, fof.ArrayField)):
-        prop = inputs.get_property("embeddings_field")
-        prop.invalid = True
-        prop.error_message = (
+        mark_invalid(
+            inputs,
+            "embeddings_field",
             f"'{field}' is a {type(schema[field]).__name__}, not a vector "
-            "field: choose another name"
+            "field: choose another name",
         )
         return
     view = ctx.target_view()
@@ -110,21 +107,18 @@ def _field_input(inputs, ctx, model):
         )
 
 
-class ComputeEmbeddings(foo.Operator):
-    @property
-    def config(self):
-        return heavy_config(
-            "compute_embeddings",
-            "Compute embeddings",
-            "Compute an image embedding per sample into a vector field",
-            icon="/assets/icon.svg",
-        )
+class ComputeEmbeddings(HeavyOperator):
+    CONFIG = (
+        "compute_embeddings",
+        "Compute embeddings",
+        "Compute an image embedding per sample into a vector field",
+    )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         add_target_view_input(inputs, ctx, "Embed")
 
-        prop, _ = add_choice_input(
+        add_choice_input(
             inputs,
             "model",
             EMBEDDERS,
@@ -136,10 +130,11 @@ class ComputeEmbeddings(foo.Operator):
         if model in EMBEDDERS.names():
             add_schema_inputs(inputs, EMBEDDERS, model, ctx)
         else:
-            prop.invalid = True
-            prop.error_message = (
+            mark_invalid(
+                inputs,
+                "model",
                 f"Unknown embedder {model!r}. Choose one of: "
-                + ", ".join(EMBEDDERS.names())
+                + ", ".join(EMBEDDERS.names()),
             )
 
         if ctx.dataset is not None:
@@ -163,13 +158,7 @@ class ComputeEmbeddings(foo.Operator):
             description="Recompute samples that already have a vector",
             view=types.CheckboxView(),
         )
-        add_delegation_input(inputs, ctx, "compute_embeddings")
-        return types.Property(
-            inputs, view=types.View(label="Compute embeddings")
-        )
-
-    def resolve_delegation(self, ctx):
-        return resolve_delegation(ctx, "compute_embeddings")
+        return self.finish_form(inputs, ctx)
 
     def execute(self, ctx):
         p = ctx.params
@@ -180,16 +169,14 @@ class ComputeEmbeddings(foo.Operator):
         }
         kwargs = {k: p[k] for k in _COMMON if p.get(k) is not None}
         kwargs.setdefault("embeddings_field", f"{model}_embeddings")
-        result = api.compute_embeddings(
+        return run_api(
+            ctx,
+            api.compute_embeddings,
             ctx.target_view(),
             model=model,
-            progress=progress_reporter(ctx),
             **kwargs,
             **params,
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
-        return result
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -222,7 +209,6 @@ class ComputeEmbeddings(foo.Operator):
 
         Example::
 
-            import fiftyone.operators as foo
 
             op = foo.get_operator("@curate/clustering/compute_embeddings")
             op(dataset, "clip_embeddings",
@@ -264,20 +250,10 @@ class ComputeEmbeddings(foo.Operator):
             ``result`` is the dict of
             :func:`compute_embeddings` in the plugin's API
         """
+        arguments = dict(locals())
         resolved = EMBEDDERS.resolve(model, params)
-        params = {f"{model}__{k}": v for k, v in resolved.items()}
-        params.update(
-            embeddings_field=embeddings_field,
-            model=model,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-            precision=precision,
-            skip_failures=skip_failures,
-            overwrite=overwrite,
-            delegate=delegate,
-        )
-        return call_operator(self, sample_collection, params, delegate)
+        arguments["params"] = {f"{model}__{k}": v for k, v in resolved.items()}
+        return call_from_python(self, arguments)
 
 
 OPERATORS = [ComputeEmbeddings]

@@ -9,6 +9,7 @@ from ._common import (
     APP_KEYS,
     add_delegation_input,
     add_dropdown_input,
+    add_param_inputs,
     call_operator,
     heavy_config,
     progress_reporter,
@@ -61,6 +62,182 @@ def _server_name(base_url):
     return labeling.display_url(base_url)
 
 
+# The options of the form, in its order (from core.labeling.OPTIONS); the
+# seed shows only for random picks
+_FORM_OPTIONS = (
+    "model",
+    "base_url",
+    "images_per_cluster",
+    "selection",
+    "seed",
+    "context",
+    "max_clusters",
+    "overwrite",
+    "label_field",
+    "detail",
+    "max_concurrency",
+    "timeout",
+)
+
+# Form labels that say more than the option's name
+_LABELS = {
+    "base_url": "Server URL",
+    "selection": "Images shown",
+    "seed": "Random seed",
+    "context": "About the dataset",
+    "max_clusters": "Largest clusters only",
+    "overwrite": "Relabel labelled clusters",
+    "detail": "Image detail",
+    "max_concurrency": "Concurrent requests",
+    "timeout": "Timeout per request (s)",
+}
+
+_SELECTION_CHOICES = {
+    "representative": (
+        "Representative",
+        "The most typical members plus a few spread over the cluster",
+    ),
+    "random": ("Random", "Members drawn at random"),
+}
+
+
+def _form_params(ctx):
+    """The :class:`core.schema.Param` s of the form, in its order."""
+    params = {p.name: p for p in labeling.OPTIONS.params}
+    random = ctx.params.get("selection") == "random"
+    return [params[n] for n in _FORM_OPTIONS if n != "seed" or random]
+
+
+def _present(inputs):
+    """Gives the options' inputs their form labels and the selection's
+    choices their names and descriptions."""
+    for key, label in _LABELS.items():
+        if key in inputs.properties:
+            inputs.get_property(key).view.label = label
+    prop = inputs.get_property("selection")
+    view = types.Dropdown(
+        label=prop.view.label, description=prop.view.description
+    )
+    for value in prop.view.values():
+        label, description = _SELECTION_CHOICES.get(value, (value, None))
+        view.add_choice(value, label=label, description=description)
+    prop.view = view
+
+
+def _add_run_choice(inputs, ctx):
+    """Adds the run dropdown; returns the chosen run key, or ``None`` (and
+    a warning) when the dataset has no runs."""
+    keys = api.list_clustering_runs(ctx.dataset)
+    if not keys:
+        inputs.view(
+            "no_runs",
+            types.Warning(
+                label="This dataset has no clustering runs yet",
+                description="Run `compute_clusters` first",
+            ),
+        )
+        return None
+    add_dropdown_input(
+        inputs,
+        "run_key",
+        keys,
+        keys[-1],
+        "Clustering run",
+        "The run whose clusters are named",
+        required=True,
+    )
+    return ctx.params.get("run_key", keys[-1])
+
+
+def _add_plan(inputs, ctx, run_key):
+    """What would be sent, from :func:`api.estimate_label_clusters`, or
+    ``None`` (and an error shown) when the request cannot be planned."""
+    try:
+        return api.estimate_label_clusters(
+            ctx.dataset,
+            run_key,
+            images_per_cluster=ctx.params.get("images_per_cluster") or 5,
+            max_clusters=ctx.params.get("max_clusters") or None,
+            overwrite=bool(ctx.params.get("overwrite", False)),
+            label_field=ctx.params.get("label_field") or None,
+            detail=ctx.params.get("detail") or "low",
+            context=ctx.params.get("context") or None,
+        )
+    except ValueError as e:
+        inputs.view(
+            "plan", types.Error(label="Cannot label", description=str(e))
+        )
+        return None
+
+
+def _add_key_check(inputs, ctx):
+    """Shows an error when no API key is set."""
+    if api_key_from(ctx) is not None:
+        return
+    inputs.view(
+        "missing_key",
+        types.Error(
+            label=f"No {SECRET}",
+            description=(
+                f"Set the plugin secret {SECRET} (or the environment "
+                "variable of that name where FiftyOne runs); local servers "
+                "accept any placeholder"
+            ),
+        ),
+    )
+
+
+def _add_cost(inputs, plan, server):
+    """Shows what will be sent where and what it costs, or that there is
+    nothing to send."""
+    if plan["requests"] == 0:
+        inputs.view(
+            "nothing_to_do",
+            types.Notice(
+                label="Every selected cluster has a label",
+                description="Tick 'Relabel labelled clusters' to send them "
+                "again",
+            ),
+        )
+        return
+    inputs.view(
+        "run_info",
+        types.Notice(
+            label=(
+                f"{_count(plan['requests'], 'request')}, "
+                f"{_count(plan['images'], 'image')}, about "
+                f"{plan['total_tokens']:,} tokens"
+            ),
+            description=(
+                f"{plan['requests']} clusters will be sent to {server} as "
+                f"512-px JPEG thumbnails ({len(plan['already_labelled'])} "
+                f"already labelled are skipped). Estimated "
+                f"{plan['input_tokens']:,} input and "
+                f"{plan['output_tokens']:,} output tokens. Labels go into "
+                f"'{plan['label_field']}'"
+            ),
+        ),
+    )
+
+
+def _add_confirmation(inputs, ctx, server):
+    """The consent checkbox, invalid until ticked."""
+    inputs.bool(
+        "confirm_send",
+        default=False,
+        required=True,
+        label=f"Send images of this dataset to {server}",
+        description="Required: images leave this machine",
+        view=types.CheckboxView(),
+    )
+    if not ctx.params.get("confirm_send"):
+        _invalid(
+            inputs,
+            "confirm_send",
+            f"Tick to confirm sending images to {server}",
+        )
+
+
 class LabelClusters(foo.Operator):
     @property
     def config(self):
@@ -74,203 +251,17 @@ class LabelClusters(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        keys = api.list_clustering_runs(ctx.dataset)
-        if not keys:
-            inputs.view(
-                "no_runs",
-                types.Warning(
-                    label="This dataset has no clustering runs yet",
-                    description="Run `compute_clusters` first",
-                ),
-            )
+        run_key = _add_run_choice(inputs, ctx)
+        if run_key is None:
             return types.Property(inputs)
-        add_dropdown_input(
-            inputs,
-            "run_key",
-            keys,
-            keys[-1],
-            "Clustering run",
-            "The run whose clusters are named",
-            required=True,
-        )
-        run_key = ctx.params.get("run_key", keys[-1])
-
-        inputs.str(
-            "model",
-            default=labeling.DEFAULT_MODEL,
-            label="Model",
-            description="A multimodal chat model",
-        )
-        inputs.str(
-            "base_url",
-            label="Server URL",
-            description=(
-                "Any OpenAI-compatible server, e.g. "
-                "http://localhost:8000/v1; empty uses OpenAI"
-            ),
-        )
-        inputs.int(
-            "images_per_cluster",
-            default=5,
-            min=1,
-            max=20,
-            label="Images per cluster",
-            description="How many images of each cluster are shown",
-        )
-        selection = types.Dropdown()
-        selection.add_choice(
-            "representative",
-            label="Representative",
-            description=(
-                "The most typical members plus a few spread over the "
-                "cluster"
-            ),
-        )
-        selection.add_choice(
-            "random", label="Random", description="Members drawn at random"
-        )
-        inputs.enum(
-            "selection",
-            selection.values(),
-            default="representative",
-            label="Images shown",
-            view=selection,
-        )
-        if ctx.params.get("selection") == "random":
-            inputs.int("seed", default=51, min=0, label="Random seed")
-        inputs.str(
-            "context",
-            label="About the dataset",
-            description=(
-                "Optional words added to the prompt, e.g. 'camera-trap "
-                "photos of wildlife'"
-            ),
-        )
-        inputs.int(
-            "max_clusters",
-            min=1,
-            label="Largest clusters only",
-            description="Label only this many of the largest clusters; "
-            "empty labels all",
-        )
-        inputs.bool(
-            "overwrite",
-            default=False,
-            label="Relabel labelled clusters",
-            description=(
-                "Off: only clusters without a label are sent, so an "
-                "interrupted run resumes"
-            ),
-            view=types.CheckboxView(),
-        )
-        inputs.str(
-            "label_field",
-            label="Label field",
-            description="Where labels go; default <cluster_field>_label",
-        )
-        detail = types.Dropdown()
-        for d in labeling.DETAILS:
-            detail.add_choice(d, label=d)
-        inputs.enum(
-            "detail",
-            detail.values(),
-            default="low",
-            label="Image detail",
-            description=(
-                "Thumbnails are at most 512 px, so 'low' loses nothing and "
-                "costs least"
-            ),
-            view=detail,
-        )
-        inputs.int(
-            "max_concurrency",
-            default=8,
-            min=1,
-            max=64,
-            label="Concurrent requests",
-        )
-        inputs.float(
-            "timeout",
-            default=60.0,
-            min=1.0,
-            label="Timeout per request (s)",
-        )
-
-        plan = None
-        try:
-            plan = api.estimate_label_clusters(
-                ctx.dataset,
-                run_key,
-                images_per_cluster=ctx.params.get("images_per_cluster") or 5,
-                max_clusters=ctx.params.get("max_clusters") or None,
-                overwrite=bool(ctx.params.get("overwrite", False)),
-                label_field=ctx.params.get("label_field") or None,
-                detail=ctx.params.get("detail") or "low",
-                context=ctx.params.get("context") or None,
-            )
-        except ValueError as e:
-            inputs.view(
-                "plan", types.Error(label="Cannot label", description=str(e))
-            )
-
-        if api_key_from(ctx) is None:
-            inputs.view(
-                "missing_key",
-                types.Error(
-                    label=f"No {SECRET}",
-                    description=(
-                        f"Set the plugin secret {SECRET} (or the "
-                        "environment variable of that name where FiftyOne "
-                        "runs); local servers accept any placeholder"
-                    ),
-                ),
-            )
-
+        add_param_inputs(inputs, _form_params(ctx), ctx)
+        _present(inputs)
+        plan = _add_plan(inputs, ctx, run_key)
+        _add_key_check(inputs, ctx)
         server = _server_name(ctx.params.get("base_url") or None)
         if plan is not None:
-            if plan["requests"] == 0:
-                inputs.view(
-                    "nothing_to_do",
-                    types.Notice(
-                        label="Every selected cluster has a label",
-                        description="Tick 'Relabel labelled clusters' to "
-                        "send them again",
-                    ),
-                )
-            else:
-                inputs.view(
-                    "run_info",
-                    types.Notice(
-                        label=(
-                            f"{_count(plan['requests'], 'request')}, "
-                            f"{_count(plan['images'], 'image')}, about "
-                            f"{plan['total_tokens']:,} tokens"
-                        ),
-                        description=(
-                            f"{plan['requests']} clusters will be sent to "
-                            f"{server} as 512-px JPEG thumbnails "
-                            f"({len(plan['already_labelled'])} already "
-                            f"labelled are skipped). Estimated "
-                            f"{plan['input_tokens']:,} input and "
-                            f"{plan['output_tokens']:,} output tokens. "
-                            f"Labels go into '{plan['label_field']}'"
-                        ),
-                    ),
-                )
-        inputs.bool(
-            "confirm_send",
-            default=False,
-            required=True,
-            label=f"Send images of this dataset to {server}",
-            description="Required: images leave this machine",
-            view=types.CheckboxView(),
-        )
-        if not ctx.params.get("confirm_send"):
-            _invalid(
-                inputs,
-                "confirm_send",
-                f"Tick to confirm sending images to {server}",
-            )
+            _add_cost(inputs, plan, server)
+        _add_confirmation(inputs, ctx, server)
         add_delegation_input(inputs, ctx, "label_clusters")
         return types.Property(
             inputs, view=types.View(label="Label clusters with an LLM")

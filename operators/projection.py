@@ -1,73 +1,108 @@
 """Operators for 2-D projections shown in the App's Embeddings panel."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from .. import api
 from ..core.projection import PROJECTIONS
 from ._common import (
-    APP_KEYS,
-    vector_fields,
+    HeavyOperator,
     add_choice_input,
-    add_delegation_input,
+    add_dropdown_input,
     add_schema_inputs,
+    add_skip_missing_input,
     add_target_view_input,
-    call_operator,
-    heavy_config,
-    progress_reporter,
-    resolve_delegation,
+    call_from_python,
+    check_input,
+    form_params,
+    run_api,
+    vector_fields,
 )
 
 # Form entries that are not parameters of the API call
-_FORM_ONLY = APP_KEYS + ("source", "no_fields", "no_runs")
+_FORM_ONLY = ("source", "no_fields", "no_runs")
 
 
-def _dropdown(inputs, name, values, label, description, default=None):
-    choices = types.DropdownView()
-    for value in values:
-        choices.add_choice(value, label=value)
-    inputs.enum(
-        name,
-        choices.values(),
-        default=default,
+def _brain_key_input(inputs, ctx):
+    """The brain key, refused when the dataset has it already."""
+    inputs.str(
+        "brain_key",
         required=True,
-        label=label,
-        description=description,
-        view=choices,
+        label="Brain key",
+        description=(
+            "The name the Embeddings panel lists this projection under"
+        ),
     )
-
-
-class ComputeProjection(foo.Operator):
-    @property
-    def config(self):
-        return heavy_config(
-            "compute_projection",
-            "Compute projection",
-            "Project embeddings to 2-D for the Embeddings panel",
-            icon="/assets/icon.svg",
+    key = ctx.params.get("brain_key")
+    if key:
+        check_input(
+            inputs, "brain_key", api.check_new_brain_key, ctx.dataset, key
         )
+
+
+def _default_source(ctx, run_keys):
+    """A run when the dataset has one, unless the form says otherwise."""
+    if ctx.params.get("run_key"):
+        return "run"
+    if ctx.params.get("embeddings_field"):
+        return "field"
+    return "run" if run_keys else "field"
+
+
+def _source_inputs(inputs, ctx, run_keys, fields):
+    """What to project: a clustering run, or an embeddings field."""
+    sources = types.RadioGroup()
+    if run_keys:
+        sources.add_choice(
+            "run",
+            label="A clustering run",
+            description=(
+                "Its embeddings and samples; the run records the "
+                "projection and the field to colour by"
+            ),
+        )
+    if fields:
+        sources.add_choice("field", label="An embeddings field")
+    default = _default_source(ctx, run_keys)
+    inputs.enum(
+        "source",
+        sources.values(),
+        default=default,
+        label="Project",
+        view=sources,
+    )
+    if (ctx.params.get("source") or default) == "run":
+        add_dropdown_input(
+            inputs,
+            "run_key",
+            run_keys,
+            run_keys[-1],
+            "Clustering run",
+            "The run whose embeddings to project",
+            required=True,
+        )
+    else:
+        add_dropdown_input(
+            inputs,
+            "embeddings_field",
+            fields,
+            fields[0],
+            "Embeddings field",
+            "The vector field to project",
+            required=True,
+        )
+
+
+class ComputeProjection(HeavyOperator):
+    CONFIG = (
+        "compute_projection",
+        "Compute projection",
+        "Project embeddings to 2-D for the Embeddings panel",
+    )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         add_target_view_input(inputs, ctx, "Project")
-
-        inputs.str(
-            "brain_key",
-            required=True,
-            label="Brain key",
-            description=(
-                "The name the Embeddings panel lists this projection under"
-            ),
-        )
-        key = ctx.params.get("brain_key")
-        if key:
-            try:
-                api.check_new_brain_key(ctx.dataset, key)
-            except ValueError as e:
-                prop = inputs.get_property("brain_key")
-                prop.invalid = True
-                prop.error_message = str(e)
-
+        _brain_key_input(inputs, ctx)
         run_keys = api.list_clustering_runs(ctx.dataset)
         fields = vector_fields(ctx)
         if not run_keys and not fields:
@@ -82,50 +117,7 @@ class ComputeProjection(foo.Operator):
                 ),
             )
             return types.Property(inputs)
-
-        sources = types.RadioGroup()
-        if run_keys:
-            sources.add_choice(
-                "run",
-                label="A clustering run",
-                description=(
-                    "Its embeddings and samples; the run records the "
-                    "projection and the field to colour by"
-                ),
-            )
-        if fields:
-            sources.add_choice("field", label="An embeddings field")
-        default = "run" if run_keys else "field"
-        if ctx.params.get("run_key"):
-            default = "run"
-        elif ctx.params.get("embeddings_field"):
-            default = "field"
-        inputs.enum(
-            "source",
-            sources.values(),
-            default=default,
-            label="Project",
-            view=sources,
-        )
-        if (ctx.params.get("source") or default) == "run":
-            _dropdown(
-                inputs,
-                "run_key",
-                run_keys,
-                "Clustering run",
-                "The run whose embeddings to project",
-                default=run_keys[-1],
-            )
-        else:
-            _dropdown(
-                inputs,
-                "embeddings_field",
-                fields,
-                "Embeddings field",
-                "The vector field to project",
-                default=fields[0],
-            )
-
+        _source_inputs(inputs, ctx, run_keys, fields)
         add_choice_input(
             inputs,
             "method",
@@ -137,36 +129,18 @@ class ComputeProjection(foo.Operator):
         add_schema_inputs(
             inputs, PROJECTIONS, ctx.params.get("method", "umap"), ctx
         )
-        inputs.bool(
-            "skip_missing",
-            default=False,
-            label="Skip samples without embeddings",
-            view=types.CheckboxView(),
-        )
-        add_delegation_input(inputs, ctx, "compute_projection")
-        return types.Property(
-            inputs, view=types.View(label="Compute projection")
-        )
-
-    def resolve_delegation(self, ctx):
-        return resolve_delegation(ctx, "compute_projection")
+        add_skip_missing_input(inputs)
+        return self.finish_form(inputs, ctx)
 
     def execute(self, ctx):
-        params = dict(ctx.params)
-        source = params.get("source")
-        if source == "run":
-            params.pop("embeddings_field", None)
-        elif source == "field":
-            params.pop("run_key", None)
-        for key in _FORM_ONLY:
-            params.pop(key, None)
-        params = {k: v for k, v in params.items() if v is not None}
-        result = api.compute_projection(
-            ctx.target_view(), progress=progress_reporter(ctx), **params
+        # the source chosen last decides: the other one's entry is left
+        # from earlier in the form
+        unused = {"run": ("embeddings_field",), "field": ("run_key",)}
+        drop = _FORM_ONLY + unused.get(ctx.params.get("source"), ())
+        params = form_params(ctx, drop)
+        return run_api(
+            ctx, api.compute_projection, ctx.target_view(), **params
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
-        return result
 
     def __call__(
         self,
@@ -203,16 +177,7 @@ class ComputeProjection(foo.Operator):
         Returns:
             an :class:`fiftyone.operators.executor.ExecutionResult`
         """
-        params = dict(
-            params,
-            brain_key=brain_key,
-            embeddings_field=embeddings_field,
-            run_key=run_key,
-            method=method,
-            skip_missing=skip_missing,
-            delegate=delegate,
-        )
-        return call_operator(self, sample_collection, params, delegate)
+        return call_from_python(self, locals())
 
 
 OPERATORS = [ComputeProjection]

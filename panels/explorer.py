@@ -5,36 +5,30 @@ The panel keeps in ``ctx.panel.state`` only what is small and serialisable
 (the run and cluster chosen, the sort order, the run's summary, the cluster
 ids in display order and the values typed into the panel's inputs); the
 table rows and the plot traces go through ``ctx.panel.data``. Every change
-goes through the plugin's API.
+goes through the plugin's API; what the panel shows is built from plain
+data in :mod:`.explorer_view`.
 """
 
 import logging
 import threading
 
 import fiftyone.operators as foo
-import fiftyone.operators.types as types
 
-from .. import api
+from .. import api, runs
 from ..data import InputError
+from .explorer_view import (
+    COLUMN_KEYS,
+    COLUMNS,
+    empty_data,
+    first_direction,
+    plot_data,
+    render_panel,
+    run_summary,
+    sorted_rows,
+    table_data,
+)
 
 logger = logging.getLogger(__name__)
-
-PLUGIN = "@curate/clustering"
-NOISE = "-1"
-
-# (key, label, first sort direction is descending)
-COLUMNS = (
-    ("id", "Cluster", False),
-    ("label", "Label", False),
-    ("size", "Size", True),
-    ("in_view", "In view", True),
-    ("score_mean", "Cohesion", None),  # direction depends on score kind
-)
-COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
-
-_BAR = "#ff6d04"
-_BAR_SELECTED = "#2c7be5"
-_BAR_NOISE = "#9e9e9e"
 
 # Run results live in GridFS, and reading them while another thread of the
 # process rewrites them (a rename or a merge) fails. The App sends panel
@@ -51,7 +45,7 @@ sort. Name, tag and merge the selected cluster below the table.
 
 
 def _operator(name):
-    return f"{PLUGIN}/{name}"
+    return f"{runs.PLUGIN}/{name}"
 
 
 class ClusterExplorer(foo.Panel):
@@ -128,42 +122,22 @@ class ClusterExplorer(foo.Panel):
 
     def on_rename(self, ctx):
         state = ctx.panel.state
-        cid = state.cluster
-        if cid is None:
-            return
-        try:
-            out = api.rename_cluster(
-                ctx.dataset, state.run_key, cid, state.label_input
+        out = self._edit_selected(ctx, api.rename_cluster, state.label_input)
+        if out is not None:
+            self._edited(
+                ctx, f"Cluster {state.cluster} is now '{out['label']}'"
             )
-        except InputError as e:
-            self._error(ctx, e)
-            self._refresh(ctx)  # the run or cluster may have gone
-            return
-        ctx.ops.notify(
-            f"Cluster {cid} is now '{out['label']}'", variant="success"
-        )
-        ctx.ops.reload_samples()
-        self._refresh(ctx)
+            self._refresh(ctx)
 
     def on_tag(self, ctx):
         state = ctx.panel.state
-        cid = state.cluster
-        if cid is None:
-            return
-        try:
-            out = api.tag_cluster(
-                ctx.dataset, state.run_key, cid, state.tag_input
+        out = self._edit_selected(ctx, api.tag_cluster, state.tag_input)
+        if out is not None:
+            self._edited(
+                ctx,
+                f"Tagged {out['n_samples']} samples of cluster "
+                f"{state.cluster} '{out['tag']}'",
             )
-        except InputError as e:
-            self._error(ctx, e)
-            self._refresh(ctx)  # the run or cluster may have gone
-            return
-        ctx.ops.notify(
-            f"Tagged {out['n_samples']} samples of cluster {cid} "
-            f"'{out['tag']}'",
-            variant="success",
-        )
-        ctx.ops.reload_samples()
 
     def on_merge(self, ctx):
         state = ctx.panel.state
@@ -173,13 +147,8 @@ class ClusterExplorer(foo.Panel):
         if not into:
             self._error(ctx, "Choose the cluster to merge into")
             return
-        try:
-            out = api.merge_clusters(
-                ctx.dataset, state.run_key, [cid, into], into=into
-            )
-        except InputError as e:
-            self._error(ctx, e)
-            self._refresh(ctx)  # the run or cluster may have gone
+        out = self._edit(ctx, api.merge_clusters, [cid, into], into=into)
+        if out is None:
             return
         ctx.ops.notify(
             f"Merged cluster {cid} into {out['into']} "
@@ -194,30 +163,19 @@ class ClusterExplorer(foo.Panel):
         summary = ctx.panel.state.summary or {}
         if summary.get("embeddings_field"):
             params["embeddings_field"] = summary["embeddings_field"]
-        ctx.prompt(
-            _operator("compute_clusters"),
-            params=params,
-            on_success=self.on_operator_done,
-        )
+        self._prompt(ctx, "compute_clusters", params)
 
     def on_label_clusters(self, ctx):
         run_key = ctx.panel.state.run_key
-        ctx.prompt(
-            _operator("label_clusters"),
-            params={"run_key": run_key} if run_key else {},
-            on_success=self.on_operator_done,
-        )
+        params = {"run_key": run_key} if run_key else {}
+        self._prompt(ctx, "label_clusters", params)
 
     def on_compute_projection(self, ctx):
         # A projection of the run's samples records the run, so the
         # Embeddings panel can colour by its clusters
         run_key = ctx.panel.state.run_key
         params = {"source": "run", "run_key": run_key} if run_key else {}
-        ctx.prompt(
-            _operator("compute_projection"),
-            params=params,
-            on_success=self.on_operator_done,
-        )
+        self._prompt(ctx, "compute_projection", params)
 
     def on_operator_done(self, ctx):
         result = ctx.params.get("result") or {}
@@ -241,6 +199,37 @@ class ClusterExplorer(foo.Panel):
     def _error(self, ctx, error):
         logger.info("Cluster explorer: %s", error)
         ctx.ops.notify(str(error), variant="error")
+
+    def _edit_selected(self, ctx, edit, value):
+        """Calls ``edit(dataset, run_key, cluster, value)`` of the API on
+        the selected cluster; ``None`` when no cluster is selected (see
+        :meth:`_edit`)."""
+        cid = ctx.panel.state.cluster
+        if cid is None:
+            return None
+        return self._edit(ctx, edit, cid, value)
+
+    def _edit(self, ctx, edit, *args, **kwargs):
+        """Calls ``edit(dataset, run_key, *args, **kwargs)`` of the API;
+        returns its result, or ``None`` after showing the user why it was
+        refused."""
+        try:
+            return edit(ctx.dataset, ctx.panel.state.run_key, *args, **kwargs)
+        except InputError as e:
+            self._error(ctx, e)
+            self._refresh(ctx)  # the run or cluster may have gone
+            return None
+
+    def _edited(self, ctx, message):
+        """Tells the user what an edit did and reloads the grid."""
+        ctx.ops.notify(message, variant="success")
+        ctx.ops.reload_samples()
+
+    def _prompt(self, ctx, name, params):
+        """Opens the form of the plugin's operator ``name``."""
+        ctx.prompt(
+            _operator(name), params=params, on_success=self.on_operator_done
+        )
 
     def _set_cluster(self, ctx, cid, info=None):
         ctx.panel.state.set(
@@ -283,22 +272,32 @@ class ClusterExplorer(foo.Panel):
         if state.sort_by == key:
             state.sort_desc = not state.sort_desc
         else:
-            state.sort_desc = _first_direction(key, state.summary)
+            state.sort_desc = first_direction(key, state.summary)
             state.sort_by = key
         self._refresh(ctx)
 
     def _refresh(self, ctx, view=None):
         """Reloads the run list, the chosen run's summary and the cluster
         table from the database into the panel's state and data."""
-        state = ctx.panel.state
         if ctx.dataset is None:
-            state.set({"runs": [], "run_key": None, "summary": None})
+            ctx.panel.state.set({"runs": [], "run_key": None, "summary": None})
             self._clear_data(ctx)
             return
-        runs = api.list_clustering_runs(ctx.dataset)
+        run_key = self._refresh_runs(ctx)
+        if run_key is not None:
+            self._refresh_table(
+                ctx, run_key, ctx.view if view is None else view
+            )
+
+    def _refresh_runs(self, ctx):
+        """Reloads the run list and settles the chosen run (the latest when
+        none is, none when it has gone) and the sort order; returns the run
+        to show, or ``None`` after clearing the panel's data."""
+        state = ctx.panel.state
+        run_keys = api.list_clustering_runs(ctx.dataset)
         run_key = state.run_key
-        updates = {"runs": runs}
-        if run_key and run_key not in runs:
+        updates = {"runs": run_keys}
+        if run_key and run_key not in run_keys:
             updates.update(
                 missing=(
                     f"Run '{run_key}' no longer exists on this dataset: it "
@@ -312,9 +311,9 @@ class ClusterExplorer(foo.Panel):
             )
             state.set(updates)
             self._clear_data(ctx)
-            return
+            return None
         if not run_key:
-            run_key = runs[-1] if runs else None
+            run_key = run_keys[-1] if run_keys else None
             updates["run_key"] = run_key
         if state.sort_by not in COLUMN_KEYS:
             updates.update(sort_by="size", sort_desc=True)
@@ -322,379 +321,41 @@ class ClusterExplorer(foo.Panel):
         if run_key is None:
             state.set({"summary": None, "order": []})
             self._clear_data(ctx)
-            return
+        return run_key
 
+    def _refresh_table(self, ctx, run_key, view):
+        """Reloads the run's summary and cluster table, with counts in
+        ``view``, keeping the selected cluster while it exists."""
+        state = ctx.panel.state
         try:
-            table = api.get_cluster_table(
-                ctx.dataset, run_key, view=ctx.view if view is None else view
-            )
+            table = api.get_cluster_table(ctx.dataset, run_key, view=view)
         except InputError as e:
             state.set({"missing": str(e), "summary": None, "order": []})
             self._clear_data(ctx)
             return
-        rows = _sorted_rows(
-            table["clusters"],
-            state.sort_by,
-            state.sort_desc,
-            table["score_kind"],
-        )
-        order = [r["id"] for r in rows]
+        rows = sorted_rows(table["clusters"], state.sort_by, state.sort_desc)
         cid = state.cluster
-        info = None
-        if cid is not None:
-            info = next((r for r in rows if r["id"] == cid), None)
-            if info is None:
-                cid = None
-        summary = {
-            k: table[k]
-            for k in (
-                "method",
-                "params",
-                "embeddings_field",
-                "cluster_field",
-                "score_field",
-                "score_kind",
-                "label_field",
-                "n_samples",
-                "n_clusters",
-                "metrics",
-            )
-        }
-        summary["n_edits"] = len(table["edits"])
+        info = next((r for r in rows if r["id"] == cid), None)
+        if info is None:
+            cid = None
         state.set(
             {
                 "missing": None,
-                "summary": summary,
-                "order": order,
+                "summary": run_summary(table),
+                "order": [r["id"] for r in rows],
                 "cluster": cid,
                 "cluster_info": info,
             }
         )
         ctx.panel.data.set(
             {
-                "clusters_table": _table_data(rows, cid),
-                "sizes_plot": _plot_data(rows, cid),
+                "clusters_table": table_data(rows, cid),
+                "sizes_plot": plot_data(rows, cid),
             }
         )
 
     def _clear_data(self, ctx):
-        ctx.panel.data.set(
-            {
-                "clusters_table": {
-                    "columns": list(COLUMN_KEYS),
-                    "rows": [],
-                    "selected_rows": [],
-                },
-                "sizes_plot": [],
-            }
-        )
-
-    # ------------------------------------------------------------------
-    # Layout
-    # ------------------------------------------------------------------
+        ctx.panel.data.set(empty_data())
 
     def render(self, ctx):
-        state = ctx.panel.state
-        panel = types.Object()
-        runs = state.runs or []
-        summary = state.summary
-
-        if runs:
-            choices = types.DropdownView(label="Clustering run")
-            for key in runs:
-                choices.add_choice(key, label=key)
-            panel.enum(
-                "run_key",
-                choices.values(),
-                default=state.run_key,
-                view=choices,
-                on_change=self.on_change_run,
-            )
-        tools = panel.h_stack("tools", align_x="left", gap=1)
-        tools.btn(
-            "compute_clusters",
-            label="Compute clusters",
-            icon="add",
-            variant="outlined",
-            on_click=self.on_compute_clusters,
-        )
-        tools.btn(
-            "label_clusters",
-            label="Label clusters",
-            icon="label",
-            variant="outlined",
-            disabled=not state.run_key,
-            on_click=self.on_label_clusters,
-        )
-        tools.btn(
-            "compute_projection",
-            label="Compute projection",
-            icon="scatter_plot",
-            variant="outlined",
-            on_click=self.on_compute_projection,
-        )
-        tools.btn(
-            "refresh",
-            label="Refresh",
-            icon="refresh",
-            variant="outlined",
-            on_click=self.on_refresh,
-        )
-
-        if state.missing:
-            panel.view("missing_notice", types.Warning(label=state.missing))
-        if not runs:
-            panel.md(
-                "This dataset has no clustering runs yet: compute "
-                "embeddings, then **Compute clusters**.",
-                name="no_runs",
-            )
-            return _layout(panel)
-        if not summary:
-            return _layout(panel)
-
-        panel.md(
-            _summary_markdown(state.run_key, summary), name="summary_text"
-        )
-        panel.md(
-            "Cluster sizes (click a bar to show its samples)",
-            name="chart_title",
-        )
-        # A height in px: a plain number would be a percentage of the panel
-        panel.plot(
-            "sizes_plot",
-            layout={
-                "xaxis": {"type": "category", "title": {"text": "cluster"}},
-                "yaxis": {"title": {"text": "samples"}},
-                "bargap": 0.15,
-                "height": 280,
-                "margin": {"t": 8, "l": 48, "b": 40, "r": 8},
-            },
-            config={"displayModeBar": False, "scrollZoom": False},
-            on_click=self.on_plot_click,
-            height="280px",
-        )
-        table = types.TableView(
-            on_click_cell=self.on_table_click,
-            # the App's default minimum width overflows a narrow panel
-            componentsProps={"table": {"sx": {"minWidth": 0}}},
-        )
-        for key, label, _ in COLUMNS:
-            if key == state.sort_by:
-                label += " ▼" if state.sort_desc else " ▲"
-            table.add_column(key, label=label)
-        panel.list(
-            "clusters_table",
-            types.Object(),
-            view=table,
-            label="Clusters (click a row to show it; a header to sort)",
-        )
-
-        if state.cluster is not None and state.cluster_info:
-            self._render_selected(panel, state)
-        return _layout(panel)
-
-    def _render_selected(self, panel, state):
-        info = state.cluster_info
-        cid = state.cluster
-        title = "Noise (cluster -1)" if cid == NOISE else f"Cluster {cid}"
-        if info.get("label"):
-            title += f" · {info['label']}"
-        panel.md(
-            f"**{title}**: {info.get('size', 0)} samples",
-            name="selected_title",
-        )
-        nav = panel.h_stack("selected_nav", align_x="left", gap=1)
-        nav.btn(
-            "show_all",
-            label="Show all samples",
-            icon="close",
-            variant="outlined",
-            on_click=self.on_show_all,
-        )
-        if cid != NOISE:
-            panel.str(
-                "label_input",
-                label="Label",
-                description="A name for this cluster",
-                default=info.get("label") or "",
-            )
-            panel.btn(
-                "rename",
-                label="Rename cluster",
-                icon="edit",
-                variant="contained",
-                on_click=self.on_rename,
-            )
-        panel.str(
-            "tag_input",
-            label="Tag",
-            description="Adds this tag to every sample of the cluster",
-        )
-        panel.btn(
-            "tag",
-            label="Tag samples",
-            icon="sell",
-            variant="contained",
-            on_click=self.on_tag,
-        )
-        others = [c for c in state.order or [] if c not in (cid, NOISE)]
-        if cid != NOISE and others:
-            choices = types.DropdownView(label="Merge into")
-            for c in others:
-                choices.add_choice(c, label=f"cluster {c}")
-            panel.enum(
-                "merge_into",
-                choices.values(),
-                view=choices,
-                description=(
-                    "Moves every sample of this cluster into the chosen one"
-                ),
-            )
-            panel.btn(
-                "merge",
-                label="Merge clusters",
-                icon="merge",
-                variant="contained",
-                on_click=self.on_merge,
-            )
-
-
-def _layout(panel):
-    return types.Property(
-        panel,
-        view=types.GridView(
-            orientation="vertical",
-            align_x="left",
-            align_y="top",
-            gap=2,
-        ),
-    )
-
-
-def _first_direction(key, summary):
-    """Whether a first click on a column sorts it descending."""
-    for k, _, desc in COLUMNS:
-        if k == key and desc is not None:
-            return desc
-    # Cohesion: most cohesive first
-    return (summary or {}).get("score_kind") == "strength"
-
-
-def _sorted_rows(rows, key, desc, score_kind):
-    """Rows sorted by ``key``; missing values and the noise row last."""
-    key = key if key in COLUMN_KEYS else "size"
-
-    def value(r):
-        v = r.get(key)
-        if key == "id":
-            return int(r["id"])
-        if isinstance(v, str):
-            return v.lower()
-        return v
-
-    present = [r for r in rows if r["id"] != NOISE and value(r) is not None]
-    missing = [r for r in rows if r["id"] != NOISE and value(r) is None]
-    noise = [r for r in rows if r["id"] == NOISE]
-    present.sort(key=lambda r: int(r["id"]))
-    present.sort(key=value, reverse=bool(desc))
-    missing.sort(key=lambda r: int(r["id"]))
-    return present + missing + noise
-
-
-def _fmt(value, digits=3):
-    if value is None:
-        return ""
-    return f"{value:.{digits}f}"
-
-
-def _table_data(rows, selected):
-    out = []
-    selected_rows = []
-    for i, r in enumerate(rows):
-        if r["id"] == selected:
-            selected_rows.append(i)
-        out.append(
-            [
-                "-1 (noise)" if r["id"] == NOISE else r["id"],
-                r.get("label") or "",
-                r["size"],
-                "" if r.get("in_view") is None else r["in_view"],
-                _fmt(r.get("score_mean")),
-            ]
-        )
-    return {
-        "columns": list(COLUMN_KEYS),
-        "rows": out,
-        "selected_rows": selected_rows,
-    }
-
-
-def _plot_data(rows, selected):
-    colors = [
-        (
-            _BAR_SELECTED
-            if r["id"] == selected
-            else _BAR_NOISE if r["id"] == NOISE else _BAR
-        )
-        for r in rows
-    ]
-    hover = [
-        f"cluster {r['id']}"
-        + (f": {r['label']}" if r.get("label") else "")
-        + f"<br>{r['size']} samples"
-        for r in rows
-    ]
-    return [
-        {
-            "type": "bar",
-            "name": "clusters",
-            "x": ["noise" if r["id"] == NOISE else r["id"] for r in rows],
-            "y": [r["size"] for r in rows],
-            "ids": [r["id"] for r in rows],
-            "text": hover,
-            "hoverinfo": "text",
-            "textposition": "none",
-            "marker": {"color": colors},
-        }
-    ]
-
-
-def _summary_markdown(run_key, summary):
-    params = summary.get("params") or {}
-    param_text = (
-        ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
-    )
-    lines = [
-        f"**{run_key}**: `{summary.get('method')}` ({param_text}) on "
-        f"`{summary.get('embeddings_field')}`; "
-        f"{summary.get('n_clusters')} clusters of "
-        f"{summary.get('n_samples')} samples in "
-        f"`{summary.get('cluster_field')}`",
-    ]
-    metrics = summary.get("metrics") or {}
-    shown = [
-        f"{k.replace('_', ' ')} {_fmt(v) if isinstance(v, float) else v}"
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    ]
-    if shown:
-        lines.append("Quality: " + ", ".join(shown))
-    kind = summary.get("score_kind")
-    if kind == "distance":
-        lines.append(
-            "Cohesion: mean distance to the cluster centre (smaller is "
-            "tighter)"
-        )
-    elif kind == "strength":
-        lines.append(
-            "Cohesion: mean membership strength (larger is more certain)"
-        )
-    if summary.get("label_field"):
-        lines.append(f"Labels in `{summary['label_field']}`")
-    if summary.get("n_edits"):
-        lines.append(
-            f"{summary['n_edits']} manual edits since the run was computed "
-            "(quality metrics predate them)"
-        )
-    return "\n\n".join(lines)
+        return render_panel(ctx.panel.state, self)

@@ -21,31 +21,33 @@ TABLES = {
     "reducers": ("reduce", "REDUCERS"),
     "embedders": ("embedders", "EMBEDDERS"),
     "projections": ("projection", "PROJECTIONS"),
+    "labeling": ("labeling", "OPTIONS"),
 }
 
 
-def load_core():
-    """Imports this repository's ``core`` package (it does not import
-    fiftyone) under a private name."""
-    name = "_curate_core"
-    path = os.path.join(REPO, "core", "__init__.py")
+def load_plugin():
+    """Imports this repository as a package under a private name, with its
+    API, so that components registered above ``core`` (the zoo embedder)
+    are in their registries too."""
+    name = "_curate_plugin"
+    path = os.path.join(REPO, "__init__.py")
     spec = importlib.util.spec_from_file_location(
-        name, path, submodule_search_locations=[os.path.dirname(path)]
+        name, path, submodule_search_locations=[REPO]
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    importlib.import_module(f"{name}.api")
     return name
 
 
 def tables():
-    pkg = load_core()
+    """Each marker's table, from its schema's ``markdown_table()``."""
+    pkg = load_plugin()
     out = {}
     for marker, (module, attr) in TABLES.items():
-        if not os.path.exists(os.path.join(REPO, "core", module + ".py")):
-            continue
-        registry = getattr(importlib.import_module(f"{pkg}.{module}"), attr)
-        out[marker] = registry.markdown_table()
+        schema = getattr(importlib.import_module(f"{pkg}.core.{module}"), attr)
+        out[marker] = schema.markdown_table()
     return out
 
 

@@ -157,6 +157,12 @@ def api(plugin):
     return importlib.import_module(PLUGIN_MODULE + ".api")
 
 
+@pytest.fixture(scope="session")
+def runs(plugin):
+    """The plugin's run storage module."""
+    return importlib.import_module(PLUGIN_MODULE + ".runs")
+
+
 @pytest.fixture
 def dataset_name(request):
     """A unique dataset name, deleted after the test."""

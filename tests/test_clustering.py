@@ -88,12 +88,12 @@ def test_kmeans_run_writes_fields_and_results(api, blob_ds):
     assert results["metrics"]["noise_fraction"] == 0
 
 
-def test_results_hold_no_embeddings(api, blob_ds):
+def test_results_hold_no_embeddings(api, blob_ds, runs):
     ds, _ = blob_ds
     api.compute_clusters(
         ds, "km", "emb", method="kmeans", kmeans__n_clusters=3
     )
-    results = api.runs.load_results(ds, "km")
+    results = runs.load_results(ds, "km")
     n = len(ds)
 
     def walk(obj):
@@ -170,8 +170,15 @@ def test_every_method_runs(api, blob_ds, method, params):
     labels = ds.values("r_cluster")
     assert out["n_clusters"] == 3
     assert adjusted_rand_score(y, labels) > 0.95
-    kind = "strength" if method == "hdbscan" else "distance"
+    # each method's own per-sample score: the membership strength of
+    # HDBSCAN and the probability of a Gaussian mixture are kept
+    kind = {"hdbscan": "strength", "gaussian_mixture": "probability"}
+    kind = kind.get(method, "distance")
     assert out["score_field"] == f"r_{kind}"
+    scores = np.array(ds.values(f"r_{kind}"), dtype=float)
+    assert np.isfinite(scores).all() and (scores >= 0).all()
+    if kind != "distance":
+        assert scores.max() <= 1.0 and np.median(scores) > 0.5
 
 
 def test_noise_is_minus_one(api, dataset_name, plugin):
@@ -313,15 +320,15 @@ def test_projection_with_the_run_reuses_its_neighbour_graph(
 ):
     import fiftyone.brain as fob
 
-    projection = importlib.import_module(PLUGIN_MODULE + ".core.projection")
+    neighbors = importlib.import_module(PLUGIN_MODULE + ".core.neighbors")
     calls = []
-    real = projection.knn_graph
+    real = neighbors.knn_graph
 
     def counted(features, n_neighbors, *args, **kwargs):
         calls.append((features.shape, n_neighbors))
         return real(features, n_neighbors, *args, **kwargs)
 
-    monkeypatch.setattr(projection, "knn_graph", counted)
+    monkeypatch.setattr(neighbors, "knn_graph", counted)
     ds, y = blob_ds
     out = api.compute_clusters(
         ds, "hdb", "emb", method="hdbscan", projection_brain_key="hdb_umap"

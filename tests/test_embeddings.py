@@ -388,7 +388,7 @@ def test_pixels_embedder(api, dataset_name, images):
 
 
 @pytest.mark.parametrize("fast", [1, 2])
-def test_thread_tuner_keeps_the_faster_thread_count(emb, fast):
+def test_thread_tuner_keeps_the_faster_thread_count(plugin, fast):
     """The CPU thread count is chosen by timing: here a stand-in model runs
     three times slower with the other count."""
     import torch
@@ -399,7 +399,8 @@ def test_thread_tuner_keeps_the_faster_thread_count(emb, fast):
         return x * 2
 
     before = torch.get_num_threads()
-    tuner = emb._ThreadTuner(1, {2})
+    tt = importlib.import_module(PLUGIN_MODULE + ".core.thread_tuner")
+    tuner = tt.ThreadTuner(1, {2})
     for i in range(12):
         x = torch.arange(16) + i
         assert torch.equal(tuner.run(forward, x), x * 2)
@@ -633,7 +634,7 @@ def test_existing_vectors_are_skipped_unless_overwrite(
 def test_interrupted_run_keeps_written_chunks_and_resumes(
     api, dataset_name, images, monkeypatch
 ):
-    monkeypatch.setattr(api, "_EMB_WRITE_EVERY", 2)
+    monkeypatch.setattr(api.embeddings, "_EMB_WRITE_EVERY", 2)
     ds = make_dataset(dataset_name, images["good"])
 
     class Stop(Exception):
@@ -899,6 +900,71 @@ def test_zoo_model_unreadable_file_without_skip_failures(
         )
     assert "missing.png" in str(e.value)
     assert snapshot(ds) == before
+
+
+def test_every_embedder_runs_through_embed(
+    api, dataset_name, images, emb, local_zoo, monkeypatch
+):
+    """The zoo embedder is registered with the others but defined above
+    core, and the API runs a core embedder and the zoo alike: through
+    ``Embedder.embed(job)``."""
+    import torch
+    from PIL import Image
+
+    zoo = emb.EMBEDDERS.get("zoo")
+    assert issubclass(zoo, emb.Embedder)
+    assert zoo.__module__ == PLUGIN_MODULE + ".api.zoo"
+    for cls in emb.EMBEDDERS.classes():
+        if cls is not zoo:
+            assert cls.__module__.startswith(PLUGIN_MODULE + ".core."), cls
+            assert cls.embed is emb.Embedder.embed  # embed_paths
+    assert not hasattr(emb.Embedder, "in_core")
+
+    calls = []
+
+    class Tiny(emb.Embedder):
+        """Width and height of each image."""
+
+        name = "tiny"
+        label = "Tiny"
+        description = "Image sizes."
+        uses_model = False
+
+        def build(self, device):
+            self.transform_ = lambda img: torch.tensor(img.size) / 100
+
+        def forward(self, x):
+            return x
+
+        def embed(self, job):
+            calls.append(("tiny", job.ids, job.samples.count()))
+            return super().embed(job)
+
+    monkeypatch.setitem(emb.EMBEDDERS._classes, "tiny", Tiny)
+    ds = make_dataset(dataset_name, images["good"][:3])
+    out = api.compute_embeddings(
+        ds, "tiny", model="tiny", num_workers=0, progress=False
+    )
+    assert out["embedded"] == 3 and out["dim"] == 2
+    assert calls == [("tiny", ds.values("id"), 3)]
+    sizes = [Image.open(p).size for p in ds.values("filepath")]
+    np.testing.assert_allclose(
+        np.stack(ds.values("tiny")), np.array(sizes) / 100, rtol=1e-6
+    )
+
+    zoo_embed = zoo.embed
+
+    def spy(self, job):
+        calls.append(("zoo", job.ids, job.samples.count()))
+        return zoo_embed(self, job)
+
+    monkeypatch.setattr(zoo, "embed", spy)
+    out = api.compute_embeddings(
+        ds, "z", model="zoo", zoo__name=local_zoo, progress=False
+    )
+    assert out["embedded"] == 3 and out["dim"] == 1280
+    assert calls[-1] == ("zoo", ds.values("id"), 3)
+    assert ds.exists("z").count() == 3
 
 
 CACHED_TAG_SCRIPT = """

@@ -201,7 +201,12 @@ def test_download_from_archive_url(archive_url, test_env, tmp_path):
 
     _cli(["plugins", "download", archive_url], env)
     installed = plugins_dir / "@curate" / "clustering"
-    for rel in ("fiftyone.yml", "__init__.py", "api.py", "requirements.txt"):
+    for rel in (
+        "fiftyone.yml",
+        "__init__.py",
+        "api/__init__.py",
+        "requirements.txt",
+    ):
         assert (installed / rel).is_file(), rel
     assert not (installed / ".venv").exists()
 

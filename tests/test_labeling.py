@@ -4,8 +4,11 @@ server (rate limits, server errors, timeouts, malformed answers, rejected
 keys, concurrency)."""
 
 import importlib
+import importlib.util
 import io
 import logging
+import pathlib
+import sys
 import time
 
 import numpy as np
@@ -466,3 +469,74 @@ def test_display_url_masks_credentials(L):
     with pytest.raises(L.LabelError) as e:
         labeler.label([_jpeg("red")], "p")
     assert "pw" not in str(e.value) and "***@127.0.0.1" in str(e.value)
+
+
+# --------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------
+
+
+def _option_names():
+    """The names of ``core.labeling.OPTIONS``, read at collection time (so
+    that each option is a test case) from a private copy of ``core``, which
+    imports no fiftyone; the tests themselves check the plugin's own."""
+    root = next(
+        p
+        for p in pathlib.Path(__file__).resolve().parents
+        if (p / "fiftyone.yml").is_file()
+    )
+    name = "_labeling_options_core"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name,
+            root / "core" / "__init__.py",
+            submodule_search_locations=[str(root / "core")],
+        )
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return importlib.import_module(f"{name}.labeling").OPTIONS.names()
+
+
+def _bad_values(p):
+    """Values that option ``p`` must refuse, from what its schema says: of
+    another type, missing (unless optional), out of its bounds, not one of
+    its choices, failing its check."""
+    bad = [["a list"]]
+    if not p.optional:
+        bad.append(None)
+    if p.type in (int, float):
+        bad.append("1")
+    if p.type is int:
+        bad.append(1.5)
+    if p.type is bool:
+        bad.append(1)
+    if p.min is not None:
+        bad.append(p.min - 1)
+    if p.max is not None:
+        bad.append(p.max + 1)
+    if p.choices is not None:
+        bad.append("not-a-choice")
+    if p.check is not None:
+        tries = {str: [" ", "x"], int: [0, -1], float: [0.0, -1.0]}[p.type]
+        failing = [v for v in tries if not p.check.test(v)]
+        assert failing, f"no value here fails the check of '{p.name}'"
+        bad.append(failing[0])
+    return bad
+
+
+@pytest.mark.parametrize("name", _option_names())
+def test_every_option_is_validated_with_its_name(L, name):
+    (p,) = [p for p in L.OPTIONS.params if p.name == name]
+    assert p.help.strip()
+    assert f"| `{name}` |" in L.OPTIONS.markdown_table()
+    assert L.OPTIONS.validate({})[name] == p.default
+    for value in _bad_values(p):
+        with pytest.raises(ValueError, match=f"'{name}'"):
+            L.OPTIONS.validate({name: value})
+
+
+def test_options_refuse_an_unknown_name(L):
+    with pytest.raises(ValueError, match="'colour'.*images_per_cluster"):
+        L.OPTIONS.validate({"colour": "red"})
+    opts = L.OPTIONS.validate({"timeout": 5, "base_url": ""})
+    assert opts["timeout"] == 5.0 and opts["base_url"] is None

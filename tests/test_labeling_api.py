@@ -1,6 +1,8 @@
 """Cluster naming on a real dataset: the API and the operator, against a
 local chat-completions server."""
 
+import importlib
+import inspect
 import json
 import logging
 
@@ -10,6 +12,7 @@ from PIL import Image
 
 import fiftyone as fo
 import fiftyone.operators as foo
+from fiftyone.operators.executor import ExecutionContext
 
 URI = "@curate/clustering/label_clusters"
 KEY = "sk-test-key-5a4b3c2d1e"
@@ -74,14 +77,15 @@ def _colour_of_cluster(ds):
 
 
 def _snapshot(api, ds):
+    runs = importlib.import_module(api.__name__.rsplit(".", 1)[0] + ".runs")
     return (
         sorted(ds.get_field_schema()),
-        json.dumps(api.runs.get_config(ds, "run1"), sort_keys=True),
-        json.dumps(api.runs.load_results(ds, "run1"), sort_keys=True),
+        json.dumps(runs.get_config(ds, "run1"), sort_keys=True),
+        json.dumps(runs.load_results(ds, "run1"), sort_keys=True),
     )
 
 
-def test_labels_every_cluster(api, ds, server):
+def test_labels_every_cluster(api, ds, server, runs):
     clusters_before = ds.values("run1_cluster")
     summary = api.label_clusters(ds, "run1", base_url=server.url)
 
@@ -106,7 +110,7 @@ def test_labels_every_cluster(api, ds, server):
         "Blue images": 8,
     }
 
-    config = api.runs.get_config(ds, "run1")
+    config = runs.get_config(ds, "run1")
     assert config["label_field"] == "run1_cluster_label"
     assert "run1_cluster_label" in config["fields"]
 
@@ -127,7 +131,7 @@ def test_labels_every_cluster(api, ds, server):
     assert "run1_cluster_label" not in ds.get_field_schema()
 
 
-def test_failed_cluster_is_reported_and_the_run_resumes(api, ds, server):
+def test_failed_cluster_is_reported_and_the_run_resumes(api, ds, server, runs):
     colour_of = _colour_of_cluster(ds)
     green = next(c for c, col in colour_of.items() if col == "green")
     server.inject("server_error", times=None, colour="green")
@@ -140,7 +144,7 @@ def test_failed_cluster_is_reported_and_the_run_resumes(api, ds, server):
     assert sorted(summary["labelled"]) == sorted(set(colour_of) - {green})
     counts = ds.count_values("run1_cluster_label")
     assert counts == {"Red images": 16, "Blue images": 8, None: 12}
-    results = api.runs.load_results(ds, "run1")
+    results = runs.load_results(ds, "run1")
     assert "label" not in results["clusters"][green]
 
     # Run again: only the cluster without a label is sent
@@ -169,11 +173,11 @@ def test_failed_cluster_is_reported_and_the_run_resumes(api, ds, server):
     )
     assert len(summary["labelled"]) == 3 and len(server.requests) == 3
     assert ds.count_values("run1_cluster_label") == {"Renamed": 36}
-    config = api.runs.get_config(ds, "run1")
+    config = runs.get_config(ds, "run1")
     assert config["fields"].count("run1_cluster_label") == 1
 
 
-def test_interrupted_run_keeps_finished_labels(api, ds, server):
+def test_interrupted_run_keeps_finished_labels(api, ds, server, runs):
     def interrupt(fraction, label=None):
         if 0 < fraction < 1:
             raise KeyboardInterrupt
@@ -186,7 +190,7 @@ def test_interrupted_run_keeps_finished_labels(api, ds, server):
             max_concurrency=1,
             progress=interrupt,
         )
-    results = api.runs.load_results(ds, "run1")
+    results = runs.load_results(ds, "run1")
     labelled = [c for c, v in results["clusters"].items() if v.get("label")]
     assert len(labelled) == 1
     assert (
@@ -203,7 +207,7 @@ def test_interrupted_run_keeps_finished_labels(api, ds, server):
     assert None not in ds.count_values("run1_cluster_label")
 
 
-def test_largest_clusters_only_and_random_selection(api, ds, server):
+def test_largest_clusters_only_and_random_selection(api, ds, server, runs):
     summary = api.label_clusters(
         ds,
         "run1",
@@ -219,7 +223,7 @@ def test_largest_clusters_only_and_random_selection(api, ds, server):
         None: 20,
     }
     (cid,) = summary["labelled"]
-    shown = api.runs.load_results(ds, "run1")["clusters"][cid]["shown_ids"]
+    shown = runs.load_results(ds, "run1")["clusters"][cid]["shown_ids"]
     assert len(shown) == 3
     api.label_clusters(
         ds,
@@ -231,7 +235,7 @@ def test_largest_clusters_only_and_random_selection(api, ds, server):
         images_per_cluster=3,
         overwrite=True,
     )
-    again = api.runs.load_results(ds, "run1")["clusters"][cid]["shown_ids"]
+    again = runs.load_results(ds, "run1")["clusters"][cid]["shown_ids"]
     assert again == shown
 
 
@@ -426,3 +430,77 @@ def test_form_without_key(api, ds, monkeypatch):
         .to_json()["type"]["properties"]
     )
     assert "OPENAI_API_KEY" in props["missing_key"]["view"]["label"]
+
+
+def _options(api):
+    """The plugin's ``core.labeling.OPTIONS``."""
+    package = api.__name__.rsplit(".", 1)[0]
+    return importlib.import_module(package + ".core.labeling").OPTIONS
+
+
+def test_every_option_is_checked_by_the_api_with_its_name(api, ds, server):
+    before = _snapshot(api, ds)
+    for p in _options(api).params:
+        bad = "not-a-choice" if p.choices else ["a list"]
+        kwargs = {"base_url": server.url, p.name: bad}
+        with pytest.raises(api.InputError, match=f"'{p.name}'"):
+            api.label_clusters(ds, "run1", **kwargs)
+    assert server.requests == []
+    assert _snapshot(api, ds) == before
+
+
+def test_api_and_operator_defaults_are_the_schemas(api):
+    options = _options(api)
+    call = inspect.signature(api.label_clusters).parameters
+    assert set(options.names()) <= set(call)
+    operator = inspect.signature(type(foo.get_operator(URI)).__call__)
+    for fn_params in (call, operator.parameters):
+        for p in options.params:
+            if p.name in fn_params:
+                assert fn_params[p.name].default == p.default, p.name
+
+
+def _form_props(ds, params):
+    request = dict(dataset_name=ds.name, params=dict(run_key="run1", **params))
+    ctx = ExecutionContext(
+        request_params=request,
+        operator_uri=URI,
+        required_secrets=["OPENAI_API_KEY"],
+    )
+    form = foo.get_operator(URI).resolve_input(ctx)
+    return form.to_json()["type"]["properties"]
+
+
+def test_form_options_come_from_the_schema(api, ds, server):
+    options = _options(api)
+    props = _form_props(ds, dict(base_url=server.url))
+    shown = [k for k in props if k in options.names()]
+    assert (
+        shown
+        == (
+            "model base_url images_per_cluster selection context max_clusters "
+            "overwrite label_field detail max_concurrency timeout"
+        ).split()
+    )
+    assert not any(props[k].get("invalid") for k in shown)
+    assert props["images_per_cluster"]["type"]["max"] == 20
+    assert props["max_concurrency"]["type"]["max"] == 64
+    assert props["base_url"]["view"]["label"] == "Server URL"
+    choices = props["selection"]["view"]["choices"]
+    assert [c["label"] for c in choices] == ["Representative", "Random"]
+
+    # Out-of-bounds values are marked inline with the schema's message
+    bad = dict(images_per_cluster=50, timeout=0, selection="random", seed=-1)
+    props = _form_props(ds, dict(bad, base_url="localhost:8000"))
+    shown = [k for k in props if k in options.names()]
+    assert shown[4] == "seed"
+    for key, rule in [
+        ("images_per_cluster", "<= 20"),
+        ("timeout", "> 0"),
+        ("seed", ">= 0"),
+        ("base_url", "http(s) URL"),
+    ]:
+        assert props[key]["invalid"] is True, key
+        message = props[key]["error_message"]
+        assert f"'{key}'" in message and rule in message, message
+    assert server.requests == []

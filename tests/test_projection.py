@@ -68,6 +68,11 @@ def core(plugin):
 
 
 @pytest.fixture(scope="module")
+def neighbors(plugin):
+    return importlib.import_module(PLUGIN_MODULE + ".core.neighbors")
+
+
+@pytest.fixture(scope="module")
 def digits(plugin):
     """The sklearn digits as standardised pixel vectors in a VectorField."""
     from sklearn.datasets import load_digits
@@ -120,34 +125,34 @@ def test_registry_resolves_form_params(core):
         core.PROJECTIONS.get("isomap")
 
 
-def test_knn_graph_is_exact_and_self_first(core):
+def test_knn_graph_is_exact_and_self_first(neighbors):
     from sklearn.neighbors import NearestNeighbors
 
     X, _ = blobs(500, d=8)
     X[1] = X[0]  # a duplicate must still list itself first
-    I, D = core.knn_graph(X, 6)
+    I, D = neighbors.knn_graph(X, 6)
     assert I.shape == D.shape == (500, 6)
     assert (I[:, 0] == np.arange(500)).all()
     assert (D[:, 0] == 0).all()
     _, ref = NearestNeighbors(n_neighbors=6).fit(X).kneighbors(X)
     agree = np.mean([len(set(a) & set(b)) / 6 for a, b in zip(I, ref)])
     assert agree > 0.99
-    I2, _ = core.knn_graph(X, 6, exact=False)
+    I2, _ = neighbors.knn_graph(X, 6, exact=False)
     agree = np.mean([len(set(a) & set(b)) / 6 for a, b in zip(I2, ref)])
     assert agree > 0.95
 
 
-def test_prepare_features_bounds_the_pca_sample(core):
+def test_prepare_features_bounds_the_pca_sample(neighbors):
     X, _ = blobs(3000, d=80)
-    F = core.prepare_features(X, "cosine", fit_rows=1000)
-    assert F.shape == (3000, core.FEATURE_DIM) and F.dtype == np.float32
+    F = neighbors.prepare_features(X, "cosine", fit_rows=1000)
+    assert F.shape == (3000, neighbors.FEATURE_DIM) and F.dtype == np.float32
     # cosine: the PCA of unit vectors, so scaling a row changes nothing
     X2 = X.copy()
     X2[:10] *= 7.0
-    F2 = core.prepare_features(X2, "cosine", fit_rows=1000)
+    F2 = neighbors.prepare_features(X2, "cosine", fit_rows=1000)
     np.testing.assert_allclose(F, F2, atol=1e-4)
     # low-dimensional inputs are only normalised
-    G = core.prepare_features(X[:, :20], "euclidean")
+    G = neighbors.prepare_features(X[:, :20], "euclidean")
     np.testing.assert_array_equal(G, X[:, :20])
 
 
@@ -162,7 +167,7 @@ def test_pca_projection_matches_scikit_learn(core):
         assert abs(corr) > 0.999
 
 
-def test_umap_fits_a_sample_and_places_the_rest(core):
+def test_umap_fits_a_sample_and_places_the_rest(core, neighbors):
     X, y = blobs(3000, k=6, d=64)
     calls = []
     umap = core.PROJECTIONS.get("umap")(umap__fit_samples=1000)
@@ -173,20 +178,22 @@ def test_umap_fits_a_sample_and_places_the_rest(core):
     assert calls == sorted(calls) and calls[-1] == pytest.approx(1.0)
 
     # a precomputed graph over all points is used as is
-    F = core.prepare_features(X[:1500], "cosine")
-    knn = core.knn_graph(F, 15)
+    F = neighbors.prepare_features(X[:1500], "cosine")
+    knn = neighbors.knn_graph(F, 15)
     Y2 = core.project_umap(F, fit_samples=None, knn=knn, n_epochs=50)
     assert knn_accuracy(Y2, y[:1500]) > 0.95
     # and the same graph gives a clustering run its 10-D reduction
-    Z = core.umap_embed(F, knn, n_components=10, min_dist=0.0, n_epochs=50)
+    Z = neighbors.umap_embed(
+        F, knn, n_components=10, min_dist=0.0, n_epochs=50
+    )
     assert Z.shape == (1500, 10) and Z.dtype == np.float32
 
 
-def test_place_points_uses_nearest_fitted_points(core):
+def test_place_points_uses_nearest_fitted_points(neighbors):
     fit = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
     layout = np.array([[1, 1], [5, 5], [9, 9]], np.float32)
     new = np.array([[0.1, 0.0], [9.9, 0.1]], np.float32)
-    Y = core.place_points(fit, layout, new, n_neighbors=1)
+    Y = neighbors.place_points(fit, layout, new, n_neighbors=1)
     np.testing.assert_allclose(Y, [[1, 1], [5, 5]])
 
 

@@ -1,0 +1,470 @@
+"""Clustering runs: compute, inspect, rename and delete them.
+
+A run goes through named stages: a :class:`ClusteringPlan` is built and
+validated before any I/O; then the embeddings are (optionally) computed and
+read, preprocessed, clustered and summarised; last, the fields and the run
+are stored together, or not at all.
+"""
+
+import dataclasses
+import logging
+from typing import Optional
+
+import numpy as np
+
+import fiftyone as fo
+
+from .. import runs
+from ..core import methods, schema
+from ..core import reduce as reduce_
+from ..core.embedders import EMBEDDERS
+from ..core.metrics import NOISE_ID
+from ..core.progress import Stages
+from ..core.projection import PROJECTIONS
+from ..core.summary import summarize
+from ..data import (
+    InputError,
+    Rollback,
+    ensure_new_field,
+    read_vectors,
+    remove_fields,
+    write_fields,
+)
+from .embeddings import EMBED_DEFAULTS, compute_embeddings
+from .projections import check_new_brain_key, save_projection
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusteringPlan:
+    """A validated clustering request: everything a run needs to know
+    before it reads anything."""
+
+    run_key: str
+    embeddings_field: str
+    method: str
+    method_params: dict
+    normalize: bool
+    reduce: str
+    reduce_params: dict
+    skip_missing: bool
+    cluster_field: str
+    score_kind: str
+    model: Optional[str] = None
+    embed_options: Optional[dict] = None
+    projection_brain_key: Optional[str] = None
+
+    @property
+    def score_field(self):
+        return f"{self.run_key}_{self.score_kind}"
+
+    @property
+    def fields(self):
+        """The sample fields the run writes."""
+        return [self.cluster_field, self.score_field]
+
+    def weights(self):
+        """The stages of the run and their shares of its progress."""
+        w = {"reading": 2, "reducing": 4, "clustering": 4, "writing": 2}
+        if self.model is not None:
+            w = dict(embedding=12, **w)
+        if self.projection_brain_key is not None:
+            w["projecting"] = 4
+        return w
+
+    def config(self, method_params, n_samples):
+        """The config stored with the run."""
+        return dict(
+            method=self.method,
+            params=method_params,
+            embeddings_field=self.embeddings_field,
+            cluster_field=self.cluster_field,
+            score_field=self.score_field,
+            score_kind=self.score_kind,
+            normalize=self.normalize,
+            reduce=self.reduce,
+            reduce_params=self.reduce_params,
+            skip_missing=self.skip_missing,
+            model=self.model,
+            n_samples=n_samples,
+            fields=self.fields,
+        )
+
+
+def compute_clusters(
+    samples,
+    run_key,
+    embeddings_field,
+    method="hdbscan",
+    cluster_field=None,
+    normalize=True,
+    reduce="auto",
+    skip_missing=False,
+    model=None,
+    batch_size=None,
+    num_workers=None,
+    device="auto",
+    precision="auto",
+    projection_brain_key=None,
+    progress=None,
+    **params,
+):
+    """Clusters the embeddings of a collection as a named run.
+
+    Writes the cluster id of every sample (``"0"``, ``"1"``, ..., noise
+    ``"-1"``) into ``cluster_field`` and a per-sample score into
+    ``<run_key>_<score kind>``: the kind the method declares
+    (``core.methods.SCORE_KINDS``): ``distance`` to the cluster centre
+    (smaller is more typical), or the membership ``strength`` (HDBSCAN) or
+    ``probability`` (Gaussian mixture) (larger is more typical). Stores the
+    config and results as a run. Nothing is written unless the whole
+    computation succeeds.
+
+    Args:
+        samples: a FiftyOne dataset or view
+        run_key: a new run key (a Python identifier)
+        embeddings_field: the vector field to cluster
+        method ("hdbscan"): a clustering method; see
+            :data:`core.methods.METHODS`
+        cluster_field (None): the field for cluster ids; default
+            ``<run_key>_cluster``
+        normalize (True): whether to L2-normalise the embeddings first
+        reduce ("auto"): ``"none"``, ``"pca"``, ``"umap"`` or ``"auto"``
+            (UMAP to 5 dimensions for density-based methods, else none)
+        skip_missing (False): whether to cluster only the samples that have
+            an embedding, instead of failing when some have none
+        model (None): an embedder (see :func:`compute_embeddings`) that
+            first computes ``embeddings_field`` for the samples that have no
+            vector yet; when every sample has one, no model is loaded. The
+            embeddings are kept even if the clustering then fails
+        batch_size (None): with ``model``, images per batch (see
+            :func:`compute_embeddings`)
+        num_workers (None): with ``model``, the processes that decode
+            images
+        device ("auto"): with ``model``, the device it runs on
+        precision ("auto"): with ``model``, the floating-point type it runs
+            in
+        projection_brain_key (None): also store a 2-D UMAP projection of
+            the clustered samples under this brain key for the App's
+            Embeddings panel (see :func:`compute_projection`), linked to the
+            run. When the run reduces with UMAP, the projection reuses its
+            neighbour-search features and, where it covers every sample, its
+            kNN graph
+        progress (None): an optional ``progress(fraction, stage)`` callable
+        **params: method, reduction and embedder parameters as
+            ``<method>__<param>``, ``<reduce>__<param>`` and
+            ``<model>__<param>`` (e.g. ``kmeans__n_clusters=10``,
+            ``umap__n_components=5``, ``open_clip__arch="ViT-B-32"``)
+
+    Returns:
+        a summary dict: run key, fields, number of samples and clusters,
+        cluster sizes, metrics and timings
+    """
+    plan = plan_clustering(
+        samples,
+        run_key,
+        embeddings_field,
+        method=method,
+        cluster_field=cluster_field,
+        normalize=normalize,
+        reduce=reduce,
+        skip_missing=skip_missing,
+        model=model,
+        embed_options=dict(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            precision=precision,
+        ),
+        projection_brain_key=projection_brain_key,
+        **params,
+    )
+    return _run(samples, plan, progress)
+
+
+def _run(samples, plan, progress=None):
+    """Runs a :class:`ClusteringPlan` through its stages: embed (with a
+    model), read, reduce, cluster, summarise, project (with a brain key)
+    and write; returns what :func:`compute_clusters` returns."""
+    stages = Stages(progress, plan.weights())
+    embedded = None
+    if plan.model is not None:
+        with stages("embedding", "embed") as report:
+            embedded = compute_embeddings(
+                samples,
+                plan.embeddings_field,
+                model=plan.model,
+                progress=report,
+                **plan.embed_options,
+            )
+    with stages("reading", "read") as report:
+        ids, X = read_vectors(
+            samples, plan.embeddings_field, plan.skip_missing, report
+        )
+    projector = None
+    if plan.projection_brain_key is not None:
+        projector = PROJECTIONS.get("umap")()
+    with stages("reducing", "reduce") as report:
+        Z, reducer = reduce_.preprocess(
+            X,
+            plan.normalize,
+            plan.reduce,
+            plan.reduce_params,
+            progress=report,
+            knn_neighbors=projector and projector.params_["n_neighbors"],
+        )
+    with stages("clustering", "cluster"):
+        fitted, method_params, k_curve = _fit(plan, Z)
+    with stages("summarizing", "summarize"):
+        summary = summarize(X, Z, fitted.labels_, fitted)
+    points = None
+    if projector is not None:
+        with stages("projecting", "project") as report:
+            points = projector.fit_transform(
+                X, progress=report, graph=reducer and reducer.graph_
+            )
+    del Z
+    with stages("writing", "write") as report, Rollback() as undo:
+        undo.push(remove_fields, samples._dataset, plan.fields)
+        _store(samples, plan, ids, fitted.labels_, summary, report)
+        config = plan.config(method_params, len(ids))
+        results = _results(summary, ids, k_curve)
+        _register(samples, plan, config, results, ids, points, projector)
+    stages.done()
+    return _report(plan, ids, summary, k_curve, embedded, stages.timings())
+
+
+def plan_clustering(
+    samples,
+    run_key,
+    embeddings_field,
+    method="hdbscan",
+    cluster_field=None,
+    normalize=True,
+    reduce="auto",
+    skip_missing=False,
+    model=None,
+    embed_options=None,
+    projection_brain_key=None,
+    **params,
+):
+    """Validates a clustering request against its schemas and the dataset,
+    before any I/O; see :func:`compute_clusters` for the arguments.
+
+    Returns:
+        a :class:`ClusteringPlan`
+
+    Raises:
+        InputError: on a taken run key or field, or options that do not apply
+        ParamError: on an unknown component, parameter or value
+    """
+    embed_options = _check_embed_options(model, embed_options or {})
+    method_cls = methods.METHODS.get(method)
+    reduce_name = default_reduce(method_cls, reduce)
+    chosen = [
+        (methods.METHODS, method),
+        (reduce_.REDUCERS, None if reduce_name == "none" else reduce_name),
+    ]
+    if model is not None:
+        chosen.append((EMBEDDERS, model))
+        EMBEDDERS.get(model)  # an unknown model fails here
+    method_params, reduce_params, *embedder_params = schema.split_params(
+        params, *chosen
+    )
+    if model is not None:
+        resolved = EMBEDDERS.resolve(model, embedder_params[0])
+        embed_options.update({f"{model}__{k}": v for k, v in resolved.items()})
+    method_params = methods.METHODS.resolve(method, method_params)
+    if reduce_name != "none":
+        reduce_params = reduce_.REDUCERS.resolve(reduce_name, reduce_params)
+    method_cls(**method_params)  # cross-parameter checks
+
+    runs.check_new_key(samples, run_key)
+    plan = ClusteringPlan(
+        run_key=run_key,
+        embeddings_field=embeddings_field,
+        method=method,
+        method_params=method_params,
+        normalize=bool(normalize),
+        reduce=reduce_name,
+        reduce_params=reduce_params,
+        skip_missing=bool(skip_missing),
+        cluster_field=cluster_field or f"{run_key}_cluster",
+        score_kind=method_cls.score_kind,
+        model=model,
+        embed_options=embed_options if model is not None else None,
+        projection_brain_key=projection_brain_key,
+    )
+    for field in plan.fields:
+        ensure_new_field(samples._dataset, field)
+    if projection_brain_key is not None:
+        check_new_brain_key(samples, projection_brain_key)
+    return plan
+
+
+def default_reduce(method_cls, reduce):
+    """The reduction a run uses: ``"auto"`` is UMAP for density-based
+    methods and none for the others; an unknown name fails."""
+    if reduce == "auto":
+        return "umap" if method_cls.density_based else "none"
+    if reduce != "none":
+        reduce_.REDUCERS.get(reduce)
+    return reduce
+
+
+def _check_embed_options(model, options):
+    """The embedding options; without a model, any that is not its default
+    is refused, since it would do nothing."""
+    if model is not None:
+        return dict(options)
+    given = [
+        f"{k}={v!r}" for k, v in options.items() if v != EMBED_DEFAULTS.get(k)
+    ]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise InputError(
+            f"{', '.join(given)} only {verb} when embeddings are "
+            "computed: pass model= as well, or leave it out"
+        )
+    return {}
+
+
+def _fit(plan, Z):
+    """Fits the method, choosing k first where it is automatic; returns
+    ``(fitted, method params used, k curve or None)``."""
+    method_cls = methods.METHODS.get(plan.method)
+    params = dict(plan.method_params)
+    k_curve = None
+    if method_cls.k_param and params[method_cls.k_param] is None:
+        k, k_curve = methods.choose_k(plan.method, params, Z)
+        params[method_cls.k_param] = k
+        logger.info("Chose k=%d by silhouette", k)
+    return method_cls(**params).fit(Z), params, k_curve
+
+
+def _results(summary, ids, k_curve):
+    """The results stored with the run: per-cluster summaries, with
+    representatives as sample ids."""
+    clusters = {
+        cid: dict(
+            c, representatives=[str(ids[i]) for i in c["representatives"]]
+        )
+        for cid, c in summary["clusters"].items()
+    }
+    return dict(
+        clusters=clusters,
+        metrics=summary["metrics"],
+        k_curve=k_curve,
+        n_samples=len(ids),
+    )
+
+
+def _store(samples, plan, ids, labels, summary, progress):
+    """Writes the cluster ids and scores into the run's new fields."""
+    scores = summary["scores"]
+    score_values = np.where(np.isnan(scores), None, scores.astype(float))
+    write_fields(
+        samples._dataset,
+        ids,
+        {
+            plan.cluster_field: labels.astype(str),
+            plan.score_field: score_values,
+        },
+        {plan.cluster_field: fo.StringField, plan.score_field: fo.FloatField},
+        progress=progress,
+    )
+
+
+def _register(samples, plan, config, results, ids, points, projector):
+    """Registers the run (and its projection) over fields already written;
+    if that fails, deletes the run again."""
+    with Rollback() as undo:
+        runs.register(samples, plan.run_key, config, results)
+        undo.push(samples._dataset.delete_run, plan.run_key)
+        if points is not None:
+            save_projection(
+                samples,
+                plan.projection_brain_key,
+                ids,
+                points,
+                "umap",
+                projector.params_,
+                plan.embeddings_field,
+                run_key=plan.run_key,
+            )
+
+
+def _report(plan, ids, summary, k_curve, embedded, timings):
+    """What :func:`compute_clusters` returns."""
+    sizes = {cid: c["size"] for cid, c in summary["clusters"].items()}
+    return dict(
+        run_key=plan.run_key,
+        method=plan.method,
+        cluster_field=plan.cluster_field,
+        score_field=plan.score_field,
+        n_samples=len(ids),
+        n_clusters=sum(1 for cid in sizes if cid != NOISE_ID),
+        sizes=sizes,
+        metrics=summary["metrics"],
+        k_curve=k_curve,
+        embeddings=embedded,
+        timings=timings,
+    )
+
+
+def get_clustering_run_info(samples, run_key):
+    """Config, timestamp, versions and statistics of a clustering run.
+
+    Returns:
+        a JSON-ready dict with ``run_key``, ``timestamp`` (ISO 8601),
+        ``fiftyone_version``, ``plugin_version``, ``config`` and
+        ``statistics`` (number of clusters, sizes, metrics, the k curve and,
+        where present, cluster labels)
+    """
+    info = runs.get_info(samples, run_key)
+    results = runs.load_results(samples, run_key)
+    clusters = {
+        cid: {k: v for k, v in c.items() if k != "centroid"}
+        for cid, c in results.get("clusters", {}).items()
+    }
+    info["statistics"] = dict(
+        n_samples=results.get("n_samples"),
+        n_clusters=sum(1 for cid in clusters if cid != NOISE_ID),
+        metrics=results.get("metrics"),
+        k_curve=results.get("k_curve"),
+        clusters=clusters,
+    )
+    return info
+
+
+def list_clustering_runs(samples):
+    """The keys of the clustering runs on a collection's dataset."""
+    return runs.list_runs(samples)
+
+
+def load_clustering_results(samples, run_key):
+    """The stored results of a clustering run, with centroids as a float32
+    matrix (rows in the order of ``cluster_ids``).
+
+    Returns:
+        a dict with ``cluster_ids``, ``centroids``, ``clusters``,
+        ``metrics``, ``k_curve`` and ``n_samples``
+    """
+    results = runs.load_results(samples, run_key)
+    clusters = results["clusters"]
+    cluster_ids = [c for c in clusters if clusters[c]["centroid"] is not None]
+    centroids = np.array(
+        [clusters[c]["centroid"] for c in cluster_ids], dtype=np.float32
+    )
+    return dict(results, cluster_ids=cluster_ids, centroids=centroids)
+
+
+def rename_clustering_run(samples, run_key, new_run_key):
+    """Renames a clustering run (the fields it wrote keep their names)."""
+    runs.rename(samples, run_key, new_run_key)
+
+
+def delete_clustering_run(samples, run_key):
+    """Deletes a clustering run and every sample field it wrote."""
+    runs.delete(samples, run_key)
