@@ -1,133 +1,46 @@
-"""Test harness: a private mongod per test session, and the real plugin.
+"""Test harness shared by the three test folders.
 
-FiftyOne reads its configuration when it is first imported, so everything
-here happens before any test module imports ``fiftyone``:
+- ``tests/core``: pure computation on arrays and files; no database, no
+  ``fiftyone`` import. Its ``core_package`` fixture is this repository's
+  ``core/`` imported on its own.
+- ``tests/integration``: the real plugin, loaded through FiftyOne's plugin
+  system, against a private ``mongod`` (see :mod:`harness`), which its
+  ``conftest.py`` starts before any of its modules imports ``fiftyone``.
+- ``tests/e2e``: the App in headless Chromium, against the same database.
 
-- a private ``mongod`` on a free port with a temporary data directory
-  (``FIFTYONE_DATABASE_DIR`` alone is not isolation: a new process attaches
-  to any FiftyOne database already running on the machine);
-- a temporary plugins directory holding a link to this repository, so the
-  plugin is loaded through FiftyOne's own plugin system;
-- offline switches for model hubs and analytics.
+Helper modules of this folder (``harness``, ``llm_server``, ``synthetic``)
+are importable by name from every test module.
 """
 
 import importlib
 import importlib.util
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import uuid
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN_NAME = "@curate/clustering"
-PLUGIN_MODULE = "fiftyone.plugins.orgs.curate.clustering"
-
-_TMP = tempfile.mkdtemp(prefix="curate-tests-")
-PLUGINS_DIR = os.path.join(_TMP, "plugins")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _mongod_path():
-    spec = importlib.util.find_spec("fiftyone")
-    path = os.path.join(os.path.dirname(spec.origin), "db", "bin", "mongod")
-    if not os.path.isfile(path):
-        found = shutil.which("mongod")
-        if found is None:
-            raise RuntimeError(
-                f"No mongod at {path} nor on PATH; run `make install`"
-            )
-        path = found
-    return path
-
-
-def _start_mongod():
-    port = _free_port()
-    dbpath = os.path.join(_TMP, "db")
-    os.makedirs(dbpath)
-    log = open(os.path.join(_TMP, "mongod.log"), "w")
-    proc = subprocess.Popen(
-        [
-            _mongod_path(),
-            "--dbpath",
-            dbpath,
-            "--port",
-            str(port),
-            "--bind_ip",
-            "127.0.0.1",
-            "--nounixsocket",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 30
-    while True:
-        if proc.poll() is not None:
-            with open(log.name) as f:
-                tail = f.read()[-2000:]
-            raise RuntimeError(f"mongod exited at start:\n{tail}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            if time.time() > deadline:
-                proc.kill()
-                raise RuntimeError("mongod did not open its port in 30 s")
-            time.sleep(0.05)
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _load_test_module(name):
     """Makes a helper module of tests/ importable by name (tests/ is not a
     package, and pytest runs in importlib mode)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-    spec = importlib.util.spec_from_file_location(name[:-3], path)
+    path = os.path.join(HERE, name + ".py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name[:-3]] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
+    return module
 
 
-def _link_plugin():
-    os.makedirs(PLUGINS_DIR)
-    os.symlink(REPO, os.path.join(PLUGINS_DIR, "curate-clustering"))
-
-
-if "fiftyone" in sys.modules:
-    raise RuntimeError("fiftyone was imported before the test harness ran")
-
-MONGOD, MONGO_PORT = _start_mongod()
-_link_plugin()
-_load_test_module("llm_server.py")
-TEST_ENV = {
-    "FIFTYONE_DATABASE_URI": f"mongodb://127.0.0.1:{MONGO_PORT}",
-    "FIFTYONE_DATABASE_NAME": f"curate-test-{uuid.uuid4().hex[:8]}",
-    "FIFTYONE_DATABASE_VALIDATION": "false",
-    "FIFTYONE_DO_NOT_TRACK": "true",
-    "FIFTYONE_PLUGINS_DIR": PLUGINS_DIR,
-    "FIFTYONE_DATABASE_ADMIN": "true",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
-os.environ.update(TEST_ENV)
+harness = _load_test_module("harness")
+_load_test_module("llm_server")
+_load_test_module("synthetic")
 
 
 def pytest_unconfigure(config):
-    MONGOD.terminate()
-    try:
-        MONGOD.wait(10)
-    except subprocess.TimeoutExpired:
-        MONGOD.kill()
-    shutil.rmtree(_TMP, ignore_errors=True)
+    harness.stop()
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +48,7 @@ def test_env():
     """Environment variables that point a subprocess at the test database
     and plugins directory."""
     env = dict(os.environ)
-    env.update(TEST_ENV)
+    env.update(harness.TEST_ENV)
     return env
 
 
@@ -146,21 +59,21 @@ def plugin():
     import fiftyone.plugins as fop
 
     names = [p.name for p in fop.list_plugins()]
-    assert PLUGIN_NAME in names, names
-    foo.get_operator(f"{PLUGIN_NAME}/compute_clusters")
-    return importlib.import_module(PLUGIN_MODULE)
+    assert harness.PLUGIN_NAME in names, names
+    foo.get_operator(f"{harness.PLUGIN_NAME}/compute_clusters")
+    return importlib.import_module(harness.PLUGIN_MODULE)
 
 
 @pytest.fixture(scope="session")
 def api(plugin):
     """The plugin's Python API module (the one its operators use)."""
-    return importlib.import_module(PLUGIN_MODULE + ".api")
+    return importlib.import_module(harness.PLUGIN_MODULE + ".api")
 
 
 @pytest.fixture(scope="session")
 def runs(plugin):
     """The plugin's run storage module."""
-    return importlib.import_module(PLUGIN_MODULE + ".runs")
+    return importlib.import_module(harness.PLUGIN_MODULE + ".runs")
 
 
 @pytest.fixture

@@ -7,16 +7,11 @@ import importlib
 import importlib.util
 import io
 import logging
-import pathlib
-import sys
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
-
-PLUGIN_MODULE = "fiftyone.plugins.orgs.curate.clustering"
-
 
 import llm_server  # noqa: E402 (made importable by conftest)
 
@@ -27,8 +22,8 @@ KEY = "sk-test-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def L(plugin):
-    return importlib.import_module(PLUGIN_MODULE + ".core.labeling")
+def L(core_package):
+    return core_package.labeling
 
 
 @pytest.fixture
@@ -477,24 +472,10 @@ def test_display_url_masks_credentials(L):
 
 
 def _option_names():
-    """The names of ``core.labeling.OPTIONS``, read at collection time (so
-    that each option is a test case) from a private copy of ``core``, which
-    imports no fiftyone; the tests themselves check the plugin's own."""
-    root = next(
-        p
-        for p in pathlib.Path(__file__).resolve().parents
-        if (p / "fiftyone.yml").is_file()
-    )
-    name = "_labeling_options_core"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name,
-            root / "core" / "__init__.py",
-            submodule_search_locations=[str(root / "core")],
-        )
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return importlib.import_module(f"{name}.labeling").OPTIONS.names()
+    """The names of ``core.labeling.OPTIONS``, read at collection time so
+    that each option is a test case (``conftest.py`` imported ``core`` as
+    ``curate_core``)."""
+    return importlib.import_module("curate_core.labeling").OPTIONS.names()
 
 
 def _bad_values(p):

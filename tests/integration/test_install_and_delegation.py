@@ -37,7 +37,9 @@ import fiftyone.operators as foo
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionRunState
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 PLUGIN = "@curate/clustering"
 CLUSTERS = f"{PLUGIN}/compute_clusters"
 CLUSTERING_OPERATORS = (

@@ -29,8 +29,8 @@ from fiftyone import ViewField as F
 logger = logging.getLogger(__name__)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-E2E = os.path.join(HERE, "e2e")
-OUT = os.path.join(HERE, "out")
+E2E = HERE
+OUT = os.path.join(os.path.dirname(HERE), "out")
 
 pytestmark = pytest.mark.slow
 
