@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 from bson import Binary
+from pymongo import UpdateMany
 
 import fiftyone.core.fields as fof
 
@@ -343,8 +344,6 @@ def set_values_by_group(dataset, key_field, values, field):
     Returns:
         the number of samples modified
     """
-    from pymongo import UpdateMany
-
     if not values:
         return 0
     schema = dataset.get_field_schema()

@@ -23,6 +23,7 @@ A reducer that computed features and a graph hands them on as a
 import dataclasses
 import logging
 import re
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -327,8 +328,6 @@ def umap_embed(
     Returns:
         an ``n x n_components`` float32 array
     """
-    import warnings
-
     import umap
 
     F = np.ascontiguousarray(features, dtype=np.float32)
