@@ -63,29 +63,52 @@ def add_schema_inputs(inputs, registry, name, ctx, defaults=None):
     add_param_inputs(inputs, params, ctx, prefix=name, defaults=defaults)
 
 
-def add_param_inputs(inputs, params, ctx, prefix=None, defaults=None):
+def add_param_inputs(
+    inputs, params, ctx, prefix=None, defaults=None, labels=None, choices=None
+):
     """Adds one input per :class:`core.schema.Param` of ``params``, keyed
     ``<prefix>__<param>`` (or ``<param>`` without a prefix), with its
     label, help, bounds and default, and marks a value already in the form
-    that the schema refuses as invalid, with the schema's message."""
+    that the schema refuses as invalid, with the schema's message.
+
+    Args:
+        inputs: the :class:`types.Object` of the form
+        params: the :class:`core.schema.Param` s, in the form's order
+        ctx: the execution context
+        prefix (None): the prefix of the inputs' keys
+        defaults (None): a dict ``param name -> default`` for the defaults
+            that differ from the schema's
+        labels (None): a dict ``param name -> label`` for the labels that
+            say more than the parameter's name
+        choices (None): a dict ``param name -> {value: (label,
+            description)}`` for the choices of a parameter that say more
+            than the value
+    """
     defaults = defaults or {}
+    labels = labels or {}
+    choices = choices or {}
     for p in params:
         key = f"{prefix}__{p.name}" if prefix else p.name
         default = defaults.get(p.name, p.default)
-        _add_param_input(inputs, key, p, default)
+        label = labels.get(p.name)
+        _add_param_input(
+            inputs, key, p, default, label, choices.get(p.name, {})
+        )
         value = ctx.params.get(key, default)
         if value is not None and value != "":
             check_input(inputs, key, p.validate, value, owner=prefix or "")
 
 
-def _add_param_input(inputs, key, p, default):
-    """The input of one parameter, by its type."""
+def _add_param_input(inputs, key, p, default, label=None, choices=None):
+    """The input of one parameter, by its type; ``label`` and ``choices``
+    (``value -> (label, description)``) replace the names derived from the
+    parameter and its values."""
     description = p.help
     allowed = p.describe()
     if allowed and p.choices is None:
         description = f"{description} ({allowed})"
     kwargs = dict(
-        label=p.name.replace("_", " ").capitalize(),
+        label=label or p.name.replace("_", " ").capitalize(),
         description=description,
         # not required: the API fills in defaults for omitted params
         required=False,
@@ -93,10 +116,11 @@ def _add_param_input(inputs, key, p, default):
     if default is not None:
         kwargs["default"] = default
     if p.choices is not None:
-        choices = types.Dropdown()
+        view = types.Dropdown()
         for c in p.choices:
-            choices.add_choice(c, label=str(c))
-        inputs.enum(key, choices.values(), view=choices, **kwargs)
+            name, text = (choices or {}).get(c, (str(c), None))
+            view.add_choice(c, label=name, description=text)
+        inputs.enum(key, view.values(), view=view, **kwargs)
     elif p.type is bool:
         inputs.bool(key, view=types.CheckboxView(), **kwargs)
     elif p.type is int:
@@ -301,21 +325,24 @@ class HeavyOperator(foo.Operator):
 # ----------------------------------------------------------------------
 
 
-def form_params(ctx, drop=()):
+def form_params(ctx, drop=(), drop_blank=False):
     """The form's values as parameters of the API call: ``ctx.params``
     without the App's keys (:data:`APP_KEYS`), the keys in ``drop`` and
-    the values left empty (``None``)."""
+    the values left empty (``None``, and with ``drop_blank`` also ``""``,
+    which a text input cleared in the App sends)."""
     skip = set(APP_KEYS).union(drop)
     return {
-        k: v for k, v in ctx.params.items() if k not in skip and v is not None
+        k: v
+        for k, v in ctx.params.items()
+        if k not in skip and v is not None and not (drop_blank and v == "")
     }
 
 
-def run_api(ctx, function, samples, reload=True, **params):
+def run_api(ctx, function, samples, params, reload=True):
     """What an operator's ``execute`` does: calls the API's ``function``
-    on ``samples`` with a progress reporter for ``ctx`` and ``params``,
-    then, after an immediate run and with ``reload``, reloads the dataset
-    in the App.
+    on ``samples`` with the dict ``params`` and a progress reporter for
+    ``ctx``, then, after an immediate run and with ``reload``, reloads the
+    dataset in the App.
 
     Returns:
         what ``function`` returns

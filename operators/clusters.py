@@ -218,8 +218,8 @@ class ComputeClusters(HeavyOperator):
             ctx,
             api.compute_clusters,
             ctx.target_view(),
+            params,
             reload=False,
-            **params,
         )
 
     def __call__(

@@ -173,9 +173,7 @@ class ComputeEmbeddings(HeavyOperator):
             ctx,
             api.compute_embeddings,
             ctx.target_view(),
-            model=model,
-            **kwargs,
-            **params,
+            dict(model=model, **kwargs, **params),
         )
 
     def resolve_output(self, ctx):

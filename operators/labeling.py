@@ -1,25 +1,24 @@
 """Operator that names the clusters of a run with a multimodal LLM."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from .. import api
 from ..core import labeling
 from ._common import (
-    APP_KEYS,
-    add_delegation_input,
-    add_dropdown_input,
+    HeavyOperator,
     add_param_inputs,
-    call_operator,
-    heavy_config,
-    progress_reporter,
-    resolve_delegation,
+    add_run_choice_input,
+    call_from_python,
+    form_params,
+    mark_invalid,
+    run_api,
 )
 
 SECRET = "OPENAI_API_KEY"
 
-# Form keys that are not parameters of api.label_clusters
-_FORM_ONLY = APP_KEYS + (
+# Form keys that are not parameters of api.label_clusters (besides the
+# App's own, which form_params drops)
+_FORM_ONLY = (
     "confirm_send",
     "no_runs",
     "plan",
@@ -44,12 +43,6 @@ def api_key_from(ctx):
         except Exception:
             value = None
     return value or None
-
-
-def _invalid(inputs, key, message):
-    prop = inputs.get_property(key)
-    prop.invalid = True
-    prop.error_message = message
 
 
 def _count(n, noun):
@@ -92,12 +85,15 @@ _LABELS = {
     "timeout": "Timeout per request (s)",
 }
 
-_SELECTION_CHOICES = {
-    "representative": (
-        "Representative",
-        "The most typical members plus a few spread over the cluster",
-    ),
-    "random": ("Random", "Members drawn at random"),
+# The names and descriptions of the options' choices
+_CHOICES = {
+    "selection": {
+        "representative": (
+            "Representative",
+            "The most typical members plus a few spread over the cluster",
+        ),
+        "random": ("Random", "Members drawn at random"),
+    },
 }
 
 
@@ -106,47 +102,6 @@ def _form_params(ctx):
     params = {p.name: p for p in labeling.OPTIONS.params}
     random = ctx.params.get("selection") == "random"
     return [params[n] for n in _FORM_OPTIONS if n != "seed" or random]
-
-
-def _present(inputs):
-    """Gives the options' inputs their form labels and the selection's
-    choices their names and descriptions."""
-    for key, label in _LABELS.items():
-        if key in inputs.properties:
-            inputs.get_property(key).view.label = label
-    prop = inputs.get_property("selection")
-    view = types.Dropdown(
-        label=prop.view.label, description=prop.view.description
-    )
-    for value in prop.view.values():
-        label, description = _SELECTION_CHOICES.get(value, (value, None))
-        view.add_choice(value, label=label, description=description)
-    prop.view = view
-
-
-def _add_run_choice(inputs, ctx):
-    """Adds the run dropdown; returns the chosen run key, or ``None`` (and
-    a warning) when the dataset has no runs."""
-    keys = api.list_clustering_runs(ctx.dataset)
-    if not keys:
-        inputs.view(
-            "no_runs",
-            types.Warning(
-                label="This dataset has no clustering runs yet",
-                description="Run `compute_clusters` first",
-            ),
-        )
-        return None
-    add_dropdown_input(
-        inputs,
-        "run_key",
-        keys,
-        keys[-1],
-        "Clustering run",
-        "The run whose clusters are named",
-        required=True,
-    )
-    return ctx.params.get("run_key", keys[-1])
 
 
 def _add_plan(inputs, ctx, run_key):
@@ -231,44 +186,46 @@ def _add_confirmation(inputs, ctx, server):
         view=types.CheckboxView(),
     )
     if not ctx.params.get("confirm_send"):
-        _invalid(
+        mark_invalid(
             inputs,
             "confirm_send",
             f"Tick to confirm sending images to {server}",
         )
 
 
-class LabelClusters(foo.Operator):
-    @property
-    def config(self):
-        return heavy_config(
-            "label_clusters",
-            "Label clusters with an LLM",
-            "Name each cluster of a run by showing a few of its images to "
-            "a multimodal LLM",
-            icon="/assets/icon.svg",
-        )
+class LabelClusters(HeavyOperator):
+    CONFIG = (
+        "label_clusters",
+        "Label clusters with an LLM",
+        "Name each cluster of a run by showing a few of its images to a "
+        "multimodal LLM",
+    )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        run_key = _add_run_choice(inputs, ctx)
+        run_key = add_run_choice_input(
+            inputs,
+            ctx,
+            label="Clustering run",
+            description="The run whose clusters are named",
+            latest=True,
+        )
         if run_key is None:
             return types.Property(inputs)
-        add_param_inputs(inputs, _form_params(ctx), ctx)
-        _present(inputs)
+        add_param_inputs(
+            inputs,
+            _form_params(ctx),
+            ctx,
+            labels=_LABELS,
+            choices=_CHOICES,
+        )
         plan = _add_plan(inputs, ctx, run_key)
         _add_key_check(inputs, ctx)
         server = _server_name(ctx.params.get("base_url") or None)
         if plan is not None:
             _add_cost(inputs, plan, server)
         _add_confirmation(inputs, ctx, server)
-        add_delegation_input(inputs, ctx, "label_clusters")
-        return types.Property(
-            inputs, view=types.View(label="Label clusters with an LLM")
-        )
-
-    def resolve_delegation(self, ctx):
-        return resolve_delegation(ctx, "label_clusters")
+        return self.finish_form(inputs, ctx)
 
     def execute(self, ctx):
         if ctx.params.get("confirm_send") is not True:
@@ -276,20 +233,15 @@ class LabelClusters(foo.Operator):
                 "Sending images to the LLM server needs the user's "
                 "confirmation (confirm_send)"
             )
-        params = {
-            k: v
-            for k, v in ctx.params.items()
-            if k not in _FORM_ONLY and v is not None and v != ""
-        }
-        summary = api.label_clusters(
+        # the key comes from the secret when the run executes: it is
+        # never a parameter, so it is never stored with a delegated run
+        params = form_params(ctx, _FORM_ONLY, drop_blank=True)
+        return run_api(
+            ctx,
+            api.label_clusters,
             ctx.dataset,
-            api_key=api_key_from(ctx),
-            progress=progress_reporter(ctx),
-            **params,
+            dict(api_key=api_key_from(ctx), **params),
         )
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
-        return summary
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -351,24 +303,8 @@ class LabelClusters(foo.Operator):
             an :class:`fiftyone.operators.executor.ExecutionResult` whose
             ``result`` is the summary of :func:`api.label_clusters`
         """
-        params = dict(
-            run_key=run_key,
-            model=model,
-            base_url=base_url,
-            images_per_cluster=images_per_cluster,
-            selection=selection,
-            seed=seed,
-            context=context,
-            max_concurrency=max_concurrency,
-            max_clusters=max_clusters,
-            overwrite=overwrite,
-            label_field=label_field,
-            detail=detail,
-            timeout=timeout,
-            confirm_send=True,
-            delegate=delegate,
-        )
-        return call_operator(self, sample_collection, params, delegate)
+        # calling is consent to send (see above)
+        return call_from_python(self, dict(locals(), confirm_send=True))
 
 
 OPERATORS = [LabelClusters]

@@ -138,9 +138,7 @@ class ComputeProjection(HeavyOperator):
         unused = {"run": ("embeddings_field",), "field": ("run_key",)}
         drop = _FORM_ONLY + unused.get(ctx.params.get("source"), ())
         params = form_params(ctx, drop)
-        return run_api(
-            ctx, api.compute_projection, ctx.target_view(), **params
-        )
+        return run_api(ctx, api.compute_projection, ctx.target_view(), params)
 
     def __call__(
         self,
