@@ -11,6 +11,7 @@ registered only after their computation has succeeded.
 import logging
 import os
 import threading
+from datetime import timezone
 
 import yaml
 
@@ -116,11 +117,20 @@ def get_info(samples, run_key):
     config = get_config(samples, run_key)
     return {
         "run_key": run_key,
-        "timestamp": info.timestamp.isoformat() if info.timestamp else None,
+        "timestamp": _with_zone(info.timestamp),
         "fiftyone_version": info.version,
         "plugin_version": config.get("plugin_version"),
         "config": config,
     }
+
+
+def _with_zone(timestamp):
+    """An ISO 8601 string with the time zone (FiftyOne stores UTC)."""
+    if timestamp is None:
+        return None
+    if timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=timezone.utc)
+    return timestamp.isoformat()
 
 
 def load_results(samples, run_key):

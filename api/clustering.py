@@ -18,8 +18,9 @@ from .. import runs
 from ..core import methods, schema
 from ..core import reduce as reduce_
 from ..core.embedders import EMBEDDERS
-from ..core.metrics import NOISE_ID
+from ..core.metrics import NOISE, NOISE_ID
 from ..core.progress import Stages
+from ..core.report import run_summary
 from ..core.projection import PROJECTIONS
 from ..core.summary import summarize
 from ..data import (
@@ -158,8 +159,10 @@ def compute_clusters(
             ``umap__n_components=5``, ``open_clip__arch="ViT-B-32"``)
 
     Returns:
-        a summary dict: run key, fields, number of samples and clusters,
-        cluster sizes, metrics and timings
+        a dict: ``summary`` (readable lines, as
+        :func:`get_clustering_run_info` gives them), run key, method,
+        fields, number of samples and clusters, cluster sizes, metrics, the
+        k curve, the embeddings computed (with ``model``) and timings
     """
     plan = plan_clustering(
         samples,
@@ -232,7 +235,8 @@ def _run(samples, plan, progress=None):
         results = _results(summary, ids, k_curve)
         _register(samples, plan, config, results, ids, points, projector)
     stages.done()
-    return _report(plan, ids, summary, k_curve, embedded, stages.timings())
+    out = _report(plan, ids, summary, k_curve, embedded, stages.timings())
+    return dict(summary=run_summary(config, results), **out)
 
 
 def plan_clustering(
@@ -332,7 +336,7 @@ def _check_embed_options(model, options):
 
 def _fit(plan, Z):
     """Fits the method, choosing k first where it is automatic; returns
-    ``(fitted, method params used, k curve or None)``."""
+    ``(fitted, the parameters it used, k curve or None)``."""
     method_cls = methods.METHODS.get(plan.method)
     params = dict(plan.method_params)
     k_curve = None
@@ -340,7 +344,19 @@ def _fit(plan, Z):
         k, k_curve = methods.choose_k(plan.method, params, Z)
         params[method_cls.k_param] = k
         logger.info("Chose k=%d by silhouette", k)
-    return method_cls(**params).fit(Z), params, k_curve
+    fitted = method_cls(**params).fit(Z)
+    used = fitted.used_params()
+    if k_curve is not None:  # the bounds of the choice of k were used
+        used = dict(params, **used)
+    if (fitted.labels_ == NOISE).all():
+        shown = ", ".join(f"{k}={v}" for k, v in used.items())
+        raise InputError(
+            f"Every sample is noise: {plan.method} ({shown}) found no "
+            f"cluster among the {len(Z):,} samples. Lower its "
+            "min_cluster_size / min_samples or raise eps, or cluster "
+            "more samples; nothing was written"
+        )
+    return fitted, used, k_curve
 
 
 def _results(summary, ids, k_curve):
@@ -417,13 +433,19 @@ def get_clustering_run_info(samples, run_key):
     """Config, timestamp, versions and statistics of a clustering run.
 
     Returns:
-        a JSON-ready dict with ``run_key``, ``timestamp`` (ISO 8601),
-        ``fiftyone_version``, ``plugin_version``, ``config`` and
-        ``statistics`` (number of clusters, sizes, metrics, the k curve and,
-        where present, cluster labels)
+        a JSON-ready dict: first ``summary``, a few readable lines (method
+        and the parameters it used, clusters and sizes, fields, each
+        quality metric with what it means, edits by hand since, and when
+        it was computed); then ``run_key``, ``timestamp`` (ISO 8601 with
+        its time zone), ``fiftyone_version``, ``plugin_version``,
+        ``config`` and ``statistics`` (number of samples and clusters,
+        metrics, the k curve, ``edits``, and last, per cluster, sizes,
+        labels and representative sample ids)
     """
     info = runs.get_info(samples, run_key)
     results = runs.load_results(samples, run_key)
+    summary = run_summary(info["config"], results, info["timestamp"])
+    info = dict(summary=summary, **info)
     clusters = {
         cid: {k: v for k, v in c.items() if k != "centroid"}
         for cid, c in results.get("clusters", {}).items()
@@ -433,6 +455,7 @@ def get_clustering_run_info(samples, run_key):
         n_clusters=sum(1 for cid in clusters if cid != NOISE_ID),
         metrics=results.get("metrics"),
         k_curve=results.get("k_curve"),
+        edits=results.get("edits") or [],
         clusters=clusters,
     )
     return info

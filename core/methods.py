@@ -136,6 +136,13 @@ class ClusteringMethod:
             self.scores_ = np.asarray(scores, dtype=np.float32)
         return self
 
+    def used_params(self):
+        """The parameters the fit actually used: automatic values filled
+        in, and the bounds of the automatic choice of k dropped (they do
+        nothing when k is given)."""
+        auto = {p.name for p in AUTO_K_PARAMS}
+        return {k: v for k, v in self.params_.items() if k not in auto}
+
     def _fit(self, X):
         """Returns ``(labels, scores)``: the per-sample scores of the
         method's ``score_kind``, or ``None`` for ``"distance"``."""
@@ -346,6 +353,13 @@ class HDBSCAN(ClusteringMethod):
     density_based = True
     score_kind = "strength"
 
+    def used_params(self):
+        return dict(
+            super().used_params(),
+            min_cluster_size=self.min_cluster_size_,
+            min_samples=self.min_samples_,
+        )
+
     def _fit(self, X):
         import hdbscan
 
@@ -354,6 +368,7 @@ class HDBSCAN(ClusteringMethod):
         if mcs is None:
             mcs = max(10, int(round(np.sqrt(len(X)))))
         self.min_cluster_size_ = mcs
+        self.min_samples_ = p["min_samples"] or mcs
         model = hdbscan.HDBSCAN(
             min_cluster_size=mcs,
             min_samples=p["min_samples"],
