@@ -27,6 +27,13 @@ logger = logging.getLogger(__name__)
 
 _WRITE_CHUNK = 50000
 
+# Sample fields FiftyOne gives every sample (names starting with "_" are
+# reserved too)
+RESERVED_FIELDS = frozenset(
+    ("id", "filepath", "tags", "metadata", "created_at", "last_modified_at")
+    + ("media_type", "frames")
+)
+
 
 class InputError(ValueError):
     """Bad user input, detected before anything was written."""
@@ -198,7 +205,7 @@ def read_vectors(samples, field, skip_missing=False, progress=None):
     return ids, X
 
 
-def write_fields(dataset, ids, values, field_types, progress=None):
+def write_fields(dataset, ids, values, field_types, progress=None, tag=None):
     """Writes per-sample values into new top-level fields of a dataset.
 
     The values are inserted into a temporary collection in bulk and merged
@@ -212,11 +219,13 @@ def write_fields(dataset, ids, values, field_types, progress=None):
         values: a dict ``field name -> sequence`` aligned with ``ids``
         field_types: a dict ``field name -> FiftyOne field class``
         progress (None): an optional callable ``progress(fraction)``
+        tag (None): a name for the temporary collection (a claim's token),
+            so that :func:`temporary_collections` finds it after a crash
     """
     coll = dataset._sample_collection
     prefix = dataset._sample_collection_name + "_tmp_"
     _drop_stale_temporaries(coll.database, prefix)
-    tmp = f"{prefix}{int(time.time())}_{uuid.uuid4().hex[:8]}"
+    tmp = f"{prefix}{int(time.time())}_{tag or uuid.uuid4().hex[:8]}"
     tmp_coll = coll.database[tmp]
     # Values under these names that the schema does not declare are strays
     # of a writer that was killed mid-merge: clear them first
@@ -271,6 +280,15 @@ def _merge_values(dataset, tmp_coll, ids, names, cols, progress):
 _STALE_AFTER_S = 24 * 3600
 
 
+def temporary_collections(dataset, tag):
+    """The temporary collections of :func:`write_fields` calls tagged
+    ``tag`` on ``dataset``."""
+    prefix = dataset._sample_collection_name + "_tmp_"
+    db = dataset._sample_collection.database
+    pattern = "^" + re.escape(prefix) + r"\d+_" + re.escape(tag) + "$"
+    return db.list_collection_names(filter={"name": {"$regex": pattern}})
+
+
 def _drop_stale_temporaries(db, prefix):
     """Drops temporary collections that a killed writer left behind (those
     older than a day, so that concurrent writers are never disturbed)."""
@@ -297,6 +315,7 @@ def remove_fields(dataset, names):
     dataset._sample_collection.update_many(
         {}, {"$unset": {name: "" for name in names}}
     )
+    dataset.reload()  # another process may have declared some of them
     schema = dataset.get_field_schema()
     declared = [n for n in names if n in schema]
     if declared:
@@ -305,16 +324,23 @@ def remove_fields(dataset, names):
 
 
 def ensure_new_field(dataset, field, owned=()):
-    """Raises an :class:`InputError` if ``field`` exists and is not one of
-    ``owned``."""
+    """Raises an :class:`InputError` if ``field`` may not be written as a
+    new field: a name that is not an identifier, that starts with ``_``,
+    that FiftyOne reserves, or that exists on the dataset (in the database's
+    full schema, private fields included) and is not one of ``owned``."""
     if field in owned:
         return
-    if not field.isidentifier():
+    if not isinstance(field, str) or not field.isidentifier():
         raise InputError(
             f"Field name {field!r} is not valid: use letters, digits and "
             "underscores, not starting with a digit"
         )
-    if field in dataset.get_field_schema():
+    if field.startswith("_") or field in RESERVED_FIELDS:
+        raise InputError(
+            f"Field name '{field}' is reserved by FiftyOne (names starting "
+            "with '_' and the default sample fields are): choose another"
+        )
+    if field in dataset.get_field_schema(include_private=True):
         raise InputError(
             f"Field '{field}' already exists and does not belong to this "
             "run; choose another field name or delete that field first"

@@ -49,10 +49,14 @@ def list_runs(samples):
 
 def check_new_key(samples, run_key):
     """Raises an :class:`InputError` if ``run_key`` is invalid or taken."""
-    if not isinstance(run_key, str) or not run_key.isidentifier():
+    if (
+        not isinstance(run_key, str)
+        or not run_key.isidentifier()
+        or run_key.startswith("_")
+    ):
         raise InputError(
             f"Run key {run_key!r} is not valid: use letters, digits and "
-            "underscores, not starting with a digit"
+            "underscores, starting with a letter"
         )
     if run_key in samples._dataset.list_runs():
         raise InputError(

@@ -31,6 +31,7 @@ from .clustering import (
     load_clustering_results,
     plan_clustering,
     rename_clustering_run,
+    repair_interrupted_runs,
 )
 from .edits import (
     cluster_view,
@@ -69,6 +70,7 @@ __all__ = [
     "plan_clustering",
     "rename_cluster",
     "rename_clustering_run",
+    "repair_interrupted_runs",
     "save_projection",
     "tag_cluster",
     "top_cluster_values",

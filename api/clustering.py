@@ -14,7 +14,7 @@ import numpy as np
 
 import fiftyone as fo
 
-from .. import runs
+from .. import claims, runs
 from ..core import methods, schema
 from ..core import reduce as reduce_
 from ..core.embedders import EMBEDDERS
@@ -162,8 +162,11 @@ def compute_clusters(
         a dict: ``summary`` (readable lines, as
         :func:`get_clustering_run_info` gives them), run key, method,
         fields, number of samples and clusters, cluster sizes, metrics, the
-        k curve, the embeddings computed (with ``model``) and timings
+        k curve, the embeddings computed (with ``model``), timings, and
+        ``repaired``: what was done to runs of this dataset that a killed
+        process had left half-written (see :mod:`..claims`)
     """
+    repaired = claims.repair_dead_claims(samples._dataset)
     plan = plan_clustering(
         samples,
         run_key,
@@ -183,13 +186,19 @@ def compute_clusters(
         projection_brain_key=projection_brain_key,
         **params,
     )
-    return _run(samples, plan, progress)
+    with claims.claim(samples, plan.run_key, plan.fields) as claim:
+        # again under the claim: a call that held these names may have
+        # finished between the plan and the claim
+        _check_names(samples, plan)
+        out = _run(samples, plan, claim, progress)
+    return dict(out, repaired=repaired + claim.repaired)
 
 
-def _run(samples, plan, progress=None):
+def _run(samples, plan, claim, progress=None):
     """Runs a :class:`ClusteringPlan` through its stages: embed (with a
     model), read, reduce, cluster, summarise, project (with a brain key)
-    and write; returns what :func:`compute_clusters` returns."""
+    and write, under the ``claim`` of its run key and fields; returns what
+    :func:`compute_clusters` returns."""
     stages = Stages(progress, plan.weights())
     embedded = None
     if plan.model is not None:
@@ -230,9 +239,11 @@ def _run(samples, plan, progress=None):
     del Z
     with stages("writing", "write") as report, Rollback() as undo:
         undo.push(remove_fields, samples._dataset, plan.fields)
-        _store(samples, plan, ids, fitted.labels_, summary, report)
+        claim.set_phase("writing")
+        _store(samples, plan, ids, fitted.labels_, summary, report, claim)
         config = plan.config(method_params, len(ids))
         results = _results(summary, ids, k_curve)
+        claim.set_phase("registering")
         _register(samples, plan, config, results, ids, points, projector)
     stages.done()
     out = _report(plan, ids, summary, k_curve, embedded, stages.timings())
@@ -284,7 +295,6 @@ def plan_clustering(
         reduce_params = reduce_.REDUCERS.resolve(reduce_name, reduce_params)
     method_cls(**method_params)  # cross-parameter checks
 
-    runs.check_new_key(samples, run_key)
     plan = ClusteringPlan(
         run_key=run_key,
         embeddings_field=embeddings_field,
@@ -300,11 +310,23 @@ def plan_clustering(
         embed_options=embed_options if model is not None else None,
         projection_brain_key=projection_brain_key,
     )
+    _check_names(samples, plan)
+    return plan
+
+
+def _check_names(samples, plan):
+    """Raises an :class:`InputError` if the run key, a field or the brain
+    key of ``plan`` is invalid or taken."""
+    runs.check_new_key(samples, plan.run_key)
+    if plan.cluster_field == plan.score_field:
+        raise InputError(
+            f"cluster_field '{plan.cluster_field}' is the field of the "
+            f"run's {plan.score_kind} scores: choose another cluster_field"
+        )
     for field in plan.fields:
         ensure_new_field(samples._dataset, field)
-    if projection_brain_key is not None:
-        check_new_brain_key(samples, projection_brain_key)
-    return plan
+    if plan.projection_brain_key is not None:
+        check_new_brain_key(samples, plan.projection_brain_key)
 
 
 def default_reduce(method_cls, reduce):
@@ -376,7 +398,7 @@ def _results(summary, ids, k_curve):
     )
 
 
-def _store(samples, plan, ids, labels, summary, progress):
+def _store(samples, plan, ids, labels, summary, progress, claim):
     """Writes the cluster ids and scores into the run's new fields."""
     scores = summary["scores"]
     score_values = np.where(np.isnan(scores), None, scores.astype(float))
@@ -389,6 +411,7 @@ def _store(samples, plan, ids, labels, summary, progress):
         },
         {plan.cluster_field: fo.StringField, plan.score_field: fo.FloatField},
         progress=progress,
+        tag=claim.token,
     )
 
 
@@ -427,6 +450,18 @@ def _report(plan, ids, summary, k_curve, embedded, timings):
         embeddings=embedded,
         timings=timings,
     )
+
+
+def repair_interrupted_runs(samples):
+    """Repairs the clustering runs of the collection's dataset that a
+    killed process left half-written: stray values, fields declared with
+    no run, a run registered without results. Every later call of
+    :func:`compute_clusters` on the dataset does this first.
+
+    Returns:
+        one sentence per repaired run (an empty list if none needed it)
+    """
+    return claims.repair_dead_claims(samples._dataset)
 
 
 def get_clustering_run_info(samples, run_key):
