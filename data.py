@@ -80,6 +80,23 @@ class Rollback:
         return False
 
 
+def check_sample_collection(samples, action):
+    """Raises an :class:`InputError` unless ``samples`` is a dataset or a
+    view of its samples (not patches, frames, clips or dynamic groups,
+    whose rows are not samples that a field can be written on).
+
+    Args:
+        samples: a FiftyOne collection
+        action: what the caller does, for the message (e.g.
+            ``"compute_clusters writes sample fields"``)
+    """
+    if samples._is_generated or samples._is_dynamic_groups:
+        raise InputError(
+            f"{action}: run it on the dataset or a view of its samples, "
+            "not on patches, frames, clips or dynamic groups"
+        )
+
+
 def vector_field_db_name(samples, field):
     """Checks that ``field`` holds vectors and returns its database name.
 
@@ -168,7 +185,7 @@ def read_vectors(samples, field, skip_missing=False, progress=None):
         if value is None:
             missing += 1
             continue
-        v = _decode(value, cache)
+        v = _decode_checked(value, cache, field, doc["_id"])
         if X is None:
             X = np.empty((n, v.shape[0]), dtype=np.float32)
         elif v.shape[0] != X.shape[1]:
@@ -197,12 +214,37 @@ def read_vectors(samples, field, skip_missing=False, progress=None):
         logger.info("Skipping %d samples with no '%s'", missing, field)
 
     X = X[:i]
+    _check_unique(ids)
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X).all(axis=1)).sum())
         raise InputError(
             f"{bad} vectors in '{field}' contain NaN or infinite values"
         )
     return ids, X
+
+
+def _decode_checked(value, cache, field, sample_id):
+    """:func:`_decode`, with a clear error for values that are not numeric
+    vectors (lists of strings, numbers beyond float range)."""
+    try:
+        return _decode(value, cache)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise InputError(
+            f"Field '{field}' holds a value that is not a numeric vector "
+            f"(sample {sample_id}: {type(e).__name__}: {e}); compute the "
+            "embeddings into a vector field"
+        ) from None
+
+
+def _check_unique(ids):
+    """Raises an :class:`InputError` if a sample appears twice."""
+    n_unique = len(set(ids))
+    if n_unique != len(ids):
+        raise InputError(
+            f"The view holds {len(ids) - n_unique} samples more than once "
+            f"({len(ids)} rows, {n_unique} distinct samples); use a view in "
+            "which each sample appears once"
+        )
 
 
 def write_fields(dataset, ids, values, field_types, progress=None, tag=None):

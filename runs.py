@@ -104,6 +104,20 @@ def get_config(samples, run_key):
     return config
 
 
+def cluster_field(samples, run_key, config=None):
+    """The cluster field of run ``run_key``; raises an :class:`InputError`
+    if the field is gone from the dataset (renamed or deleted by hand)."""
+    config = config or get_config(samples, run_key)
+    field = config["cluster_field"]
+    if field not in samples._dataset.get_field_schema():
+        raise InputError(
+            f"The cluster field '{field}' of run '{run_key}' is no longer on "
+            f"dataset '{samples._dataset.name}' (renamed or deleted?); "
+            f"rename it back to '{field}', or recompute the run"
+        )
+    return field
+
+
 def update_config(samples, run_key, **updates):
     """Updates entries of a run's stored config."""
     dataset = samples._dataset
@@ -168,17 +182,14 @@ def owned_fields(config):
 
 
 def delete(samples, run_key):
-    """Deletes a run and the sample fields it wrote."""
+    """Deletes a run, the sample fields it wrote and the projections made
+    from it (brain runs in its ``projection_keys``, which show its
+    clusters)."""
     config = get_config(samples, run_key)
     dataset = samples._dataset
     remove_fields(dataset, owned_fields(config))
+    brain_keys = set(dataset.list_brain_runs())
+    for key in config.get("projection_keys") or []:
+        if key in brain_keys:
+            dataset.delete_brain_run(key)
     dataset.delete_run(run_key)
-
-
-def discard(samples, run_key, fields):
-    """Undoes a run that failed while being stored: deletes the run if it
-    was registered, and the fields it was writing."""
-    dataset = samples._dataset
-    if run_key in dataset.list_runs():
-        dataset.delete_run(run_key)
-    remove_fields(dataset, fields)

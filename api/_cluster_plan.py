@@ -4,11 +4,13 @@ and the dataset before any I/O (see :func:`plan_clustering`)."""
 import dataclasses
 from typing import Optional
 
+import numpy as np
+
 from .. import runs
 from ..core import methods, schema
 from ..core import reduce as reduce_
 from ..core.embedders import EMBEDDERS
-from ..data import InputError, ensure_new_field
+from ..data import InputError, check_sample_collection, ensure_new_field
 from .embeddings import EMBED_DEFAULTS
 from .projections import check_new_brain_key
 
@@ -93,6 +95,13 @@ def plan_clustering(
         InputError: on a taken run key or field, or options that do not apply
         ParamError: on an unknown component, parameter or value
     """
+    check_sample_collection(samples, "compute_clusters writes sample fields")
+    for name, value in (
+        ("normalize", normalize),
+        ("skip_missing", skip_missing),
+    ):
+        if not isinstance(value, (bool, np.bool_)):
+            raise InputError(f"{name} must be True or False; got {value!r}")
     embed_options = _check_embed_options(model, embed_options or {})
     method_cls = methods.METHODS.get(method)
     reduce_name = default_reduce(method_cls, reduce)

@@ -86,7 +86,7 @@ def _check_label_field(dataset, config, run_key, label_field):
     """The label field (default ``<cluster_field>_label``), refused when it
     is not a name, holds other data of the run, or exists and is not the
     run's."""
-    cluster_field = config["cluster_field"]
+    cluster_field = runs.cluster_field(dataset, run_key, config)
     label_field = label_field or f"{cluster_field}_label"
     if not isinstance(label_field, str) or not label_field.isidentifier():
         raise InputError(

@@ -169,7 +169,9 @@ def cluster_view(samples, run_key, cluster_id):
     config = runs.get_config(samples, run_key)
     results = runs.load_results(samples, run_key)
     cid = _check_cluster_id(results, run_key, cluster_id)
-    view = samples.match(F(config["cluster_field"]) == cid)
+    view = samples.match(
+        F(runs.cluster_field(samples, run_key, config)) == cid
+    )
     score_field = config.get("score_field")
     if score_field and score_field in samples._dataset.get_field_schema():
         view = view.sort_by(score_field, reverse=_higher_is_typical(config))
@@ -206,7 +208,7 @@ def rename_cluster(samples, run_key, cluster_id, label):
     results = runs.load_results(samples, run_key)
     cid = _check_cluster_id(results, run_key, cluster_id, allow_noise=False)
     label = _check_text("label", label)
-    cluster_field = config["cluster_field"]
+    cluster_field = runs.cluster_field(samples, run_key, config)
     label_field = config.get("label_field") or f"{cluster_field}_label"
 
     created = not config.get("label_field")
@@ -273,7 +275,9 @@ def tag_cluster(samples, run_key, cluster_id, tag):
     results = runs.load_results(samples, run_key)
     cid = _check_cluster_id(results, run_key, cluster_id)
     tag = _check_text("tag", tag)
-    view = samples.match(F(config["cluster_field"]) == cid)
+    view = samples.match(
+        F(runs.cluster_field(samples, run_key, config)) == cid
+    )
     view.tag_samples(tag)
     return dict(
         run_key=run_key, cluster_id=cid, tag=tag, n_samples=view.count()
@@ -316,7 +320,7 @@ def merge_clusters(samples, run_key, cluster_ids, into=None):
     merged = summary_.merge(parts)
     merged["representatives"] = _merged_representatives(dataset, config, parts)
 
-    cluster_field = config["cluster_field"]
+    cluster_field = runs.cluster_field(samples, run_key, config)
     label_field = config.get("label_field")
     if label_field not in dataset.get_field_schema():
         label_field = None

@@ -13,12 +13,19 @@ import functools
 import logging
 import time
 
+from bson import ObjectId
+
 import fiftyone as fo
 import fiftyone.core.utils as fou
 
 from ..core.embedders import EMBEDDERS, EmbedJob
 from ..core.schema import ParamError
-from ..data import InputError, _decode, vector_field_db_name
+from ..data import (
+    InputError,
+    _decode,
+    check_sample_collection,
+    vector_field_db_name,
+)
 from .zoo import Zoo
 
 __all__ = ["EMBED_DEFAULTS", "Zoo", "compute_embeddings"]
@@ -145,7 +152,27 @@ def compute_embeddings(
         )
         stats = embedder.embed(job)
         writer.finish()
+    if overwrite and stats["failures"]:
+        _clear_failed(samples._dataset, embeddings_field, ids, paths, stats)
     return _finish_result(result, stats, start)
+
+
+def _clear_failed(dataset, field, ids, paths, stats):
+    """With ``overwrite``, a sample whose image failed loses its old
+    vector: it was asked to be replaced, and the old one may come from
+    another model, of another dimension."""
+    failed = {path for path, _ in stats["failures"]}
+    stale = [i for i, p in zip(ids, paths) if p in failed]
+    db_field = vector_field_db_name(dataset, field)
+    dataset._sample_collection.update_many(
+        {"_id": {"$in": [ObjectId(i) for i in stale]}},
+        {"$unset": {db_field: ""}},
+    )
+    logger.warning(
+        "Cleared the old '%s' of %d samples whose image failed",
+        field,
+        len(stale),
+    )
 
 
 def _check_args(field, batch_size, num_workers, skip_failures, overwrite):
@@ -173,12 +200,7 @@ def _check_args(field, batch_size, num_workers, skip_failures, overwrite):
 
 
 def _check_collection(samples):
-    if samples._is_generated or samples._is_dynamic_groups:
-        raise InputError(
-            "compute_embeddings writes sample fields: run it on the dataset "
-            "or a view of its samples, not on patches, frames, clips or "
-            "dynamic groups"
-        )
+    check_sample_collection(samples, "compute_embeddings writes sample fields")
     media_type = samples.media_type
     if media_type == "group":
         raise InputError(
@@ -288,7 +310,9 @@ class _Writer:
 
     def _write(self, indices, vectors):
         if not self.checked:
-            self._check_dim(vectors.shape[1], {self.ids[i] for i in indices})
+            # every sample of this call is replaced (or, if its image
+            # fails, cleared): compare with the others only
+            self._check_dim(vectors.shape[1], set(self.ids))
             self.checked = True
         for start in range(0, len(indices), _EMB_WRITE_EVERY):
             stop = start + _EMB_WRITE_EVERY

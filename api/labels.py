@@ -44,6 +44,13 @@ def _check_api_key(api_key, labeler):
     if labeler is not None:
         return None
     api_key = api_key or os.environ.get("OPENAI_API_KEY")
+    if api_key is not None and not isinstance(api_key, str):
+        raise InputError("api_key must be a string")
+    if api_key and not api_key.strip():
+        raise InputError(
+            "The API key is blank (only spaces): set OPENAI_API_KEY (in "
+            "the App: the plugin secret) to the key itself"
+        )
     if not api_key:
         raise InputError(
             "No API key for the LLM server: set the OPENAI_API_KEY "

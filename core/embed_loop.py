@@ -15,9 +15,9 @@ import sys
 import time
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from .devices import precision_name
+from .images import load_rgb
 from .progress import ItemProgress
 from .thread_tuner import thread_tuner
 
@@ -46,15 +46,14 @@ class ImageError(ValueError):
 
 def load_image(path):
     """Reads an image file as an RGB :class:`PIL.Image.Image`, with its EXIF
-    orientation applied (as the App shows it).
+    orientation applied and 16-bit pixels scaled to 8 bits (as the App
+    shows it).
 
     Raises:
         OSError: if the file is missing, unreadable, truncated or not an
             image
     """
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        return img.convert("RGB")
+    return load_rgb(path)
 
 
 class _Images:

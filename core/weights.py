@@ -116,14 +116,29 @@ def looks_like_path(value):
 
 
 def load_state_dict(path):
-    """Loads a checkpoint file into a state dict."""
+    """Loads a checkpoint file into a state dict.
+
+    Raises:
+        WeightsError: if the file is not a checkpoint torch can read
+    """
     import torch
 
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file  # optional, imports torch
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file  # optional, imports torch
 
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # whatever the file holds, say what it is not
+        raise WeightsError(
+            f"'{path}' is not a checkpoint file of weights that torch can "
+            f"load ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
+    if not isinstance(state, dict):
+        raise WeightsError(
+            f"'{path}' holds a {type(state).__name__}, not a state dict of "
+            "weights"
+        )
     if isinstance(state, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(state.get(key), dict):

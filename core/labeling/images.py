@@ -7,6 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..images import to_rgb
 from .options import SELECTIONS
 
 THUMBNAIL_SIZE = 512
@@ -35,22 +36,7 @@ def make_thumbnail(path, max_side=THUMBNAIL_SIZE, quality=JPEG_QUALITY):
             # never below the thumbnail's size
             scale = max_side / max(w, h)
             img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("RGBA", "LA", "PA") or (
-            img.mode == "P" and "transparency" in img.info
-        ):
-            img = img.convert("RGBA")
-            background = Image.new("RGB", img.size, (255, 255, 255))
-            background.paste(img, mask=img.getchannel("A"))
-            img = background
-        elif img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-            arr = np.asarray(img, dtype=np.float32)
-            lo, hi = float(arr.min()), float(arr.max())
-            scale = 255.0 / (hi - lo) if hi > lo else 0.0
-            arr = ((arr - lo) * scale).astype(np.uint8)
-            img = Image.fromarray(arr, "L").convert("RGB")
-        elif img.mode != "RGB":
-            img = img.convert("RGB")
+        img = to_rgb(ImageOps.exif_transpose(img))
         if max(img.size) > max_side:
             img.thumbnail((max_side, max_side), Image.LANCZOS)
         buf = io.BytesIO()
