@@ -166,8 +166,9 @@ class KMeans(ClusteringMethod):
         Param(
             "n_init",
             int,
-            1,
-            "Restarts with different seeds; the best inertia wins.",
+            3,
+            "Restarts with different seeds, each on a sample; the one "
+            "that fits a fixed sample best wins.",
             min=1,
             max=50,
         ),
@@ -177,15 +178,15 @@ class KMeans(ClusteringMethod):
 
     def _fit(self, X):
         p = self.params_
-        best = None
-        for i in range(p["n_init"]):
-            centroids, labels, inertia = kmeans(
-                X, p["n_clusters"], p["max_iter"], p["random_state"] + i
-            )
-            if best is None or inertia < best[2]:
-                best = (centroids, labels, inertia)
-        self.cluster_centers_ = best[0]
-        return best[1], None
+        centroids, labels, _ = kmeans(
+            X,
+            p["n_clusters"],
+            p["max_iter"],
+            p["random_state"],
+            n_init=p["n_init"],
+        )
+        self.cluster_centers_ = centroids
+        return labels, None
 
 
 @METHODS.register
