@@ -192,3 +192,26 @@ def test_a_file_that_is_not_a_checkpoint(api, dataset_name, tmp_path, weights):
         )
     assert type(e.value).__name__ == "WeightsError"
     assert state(ds) == before
+
+
+@pytest.mark.parametrize(
+    "method, params, same",
+    [
+        ("hdbscan", dict(hdbscan__min_cluster_size=500), False),
+        ("dbscan", dict(dbscan__eps=1e-6), False),
+        ("hdbscan", dict(), True),
+    ],
+)
+def test_every_sample_noise_is_said_with_the_numbers(
+    api, ds, method, params, same
+):
+    if same:  # identical vectors
+        ds.set_values("emb", [np.ones(8, np.float32)] * len(ds))
+    before = state(ds)
+    with pytest.raises(
+        api.InputError, match=f"Every sample is noise: {method} .* 90"
+    ):
+        api.compute_clusters(
+            ds, "r", "emb", method=method, reduce="none", **params
+        )
+    assert state(ds) == before
