@@ -14,6 +14,7 @@ import fiftyone as fo
 
 from .. import claims, runs
 from ..core import methods
+from ..core.auto_k import choose_k
 from ..core import reduce as reduce_
 from ..core.metrics import NOISE, NOISE_ID
 from ..core.progress import Stages
@@ -216,7 +217,7 @@ def _fit(plan, Z):
     params = dict(plan.method_params)
     k_curve = None
     if method_cls.k_param and params[method_cls.k_param] is None:
-        k, k_curve = methods.choose_k(plan.method, params, Z)
+        k, k_curve = choose_k(plan.method, params, Z)
         params[method_cls.k_param] = k
         logger.info("Chose k=%d by silhouette", k)
     fitted = method_cls(**params).fit(Z)

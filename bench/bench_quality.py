@@ -51,7 +51,8 @@ def load_core():
 
 def auto_kmeans(methods, Z):
     p = methods.METHODS.resolve("kmeans", {})
-    k, _ = methods.choose_k("kmeans", p, Z)
+    auto_k = importlib.import_module("_curate_core.auto_k")
+    k, _ = auto_k.choose_k("kmeans", p, Z)
     return k, methods.METHODS.get("kmeans")(**{**p, "n_clusters": k}).fit(Z)
 
 
