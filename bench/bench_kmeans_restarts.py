@@ -20,9 +20,17 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_clustering import mixture  # noqa: E402
+
+def load_mixture():
+    """The clustering benchmark's data generator."""
+    spec = importlib.util.spec_from_file_location(
+        "_bench_clustering",
+        os.path.join(REPO, "bench", "bench_clustering.py"),
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.mixture
 
 
 def load_methods():
@@ -43,7 +51,7 @@ def main():
     args = parser.parse_args()
     methods = load_methods()
     default = methods.METHODS.resolve("kmeans", {})["n_init"]
-    X, y = mixture(args.n)
+    X, y = load_mixture()(args.n)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     print(f"| seed | n_init=1 ARI | s | n_init={default} ARI | s |")
     print("|---|---|---|---|---|")
