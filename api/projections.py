@@ -201,6 +201,7 @@ def save_projection(
             source_embeddings_field=embeddings_field,
             clustering_run_key=run_key,
         )
+        _name_source(samples._dataset, brain_key, embeddings_field, run_key)
         report(0.9, "saved points")
         if run_key is not None:
             _link_projection(samples, run_key, brain_key, color_field)
@@ -208,6 +209,19 @@ def save_projection(
     if config is None:
         return None
     return color_field or config["cluster_field"]
+
+
+def _name_source(dataset, brain_key, embeddings_field, run_key):
+    """Names what was projected where the App's Embeddings panel lists the
+    run ("<model> (MANUAL)"): the config's ``model``, which FiftyOne leaves
+    empty for points computed outside it (shown as "pre-computed
+    embeddings") and never loads for them (they support no updates)."""
+    source = f"'{embeddings_field}'"
+    if run_key is not None:
+        source += f" of clustering run '{run_key}'"
+    info = dataset.get_brain_info(brain_key)
+    info.config.model = source
+    fob.Visualization.update_run_config(dataset, brain_key, info.config)
 
 
 def _delete_brain_run(dataset, brain_key):

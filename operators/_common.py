@@ -3,14 +3,13 @@ delegation, progress, target views, and the ends of ``execute`` and
 ``__call__``."""
 
 import logging
-import threading
-import time
 
-import fiftyone.core.fields as fof
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from .. import api
+from ._checks import mark_invalid, refuse_secrets, vector_field_choices
+from ._execution import from_app
 
 logger = logging.getLogger(__name__)
 
@@ -18,33 +17,23 @@ logger = logging.getLogger(__name__)
 # (a form opened from a panel carries the panel's id and state)
 APP_KEYS = ("view_target", "delegate", "panel_id", "panel_state")
 
-# Views with more samples than this run delegated unless the user chooses
+# The App form's default: delegated above this much work (samples of the
+# target view; for label_clusters, clusters to name), else run now. Calls
+# from Python run now unless they ask for delegation
 DELEGATION_THRESHOLD = {
-    "compute_embeddings": 500,
+    "compute_embeddings": 1000,
     "compute_clusters": 20000,
     "compute_projection": 20000,
-    "label_clusters": 0,
+    "label_clusters": 200,
 }
 
 # The icon of the operators that compute
 ICON = "/assets/icon.svg"
 
-# The arguments of an operator's __call__ that are not params of the
-# operator (see call_from_python)
-_CALL_ONLY = ("self", "sample_collection", "params")
-
 
 # ----------------------------------------------------------------------
 # Form inputs
 # ----------------------------------------------------------------------
-
-
-def mark_invalid(inputs, key, message):
-    """Marks the input ``key`` of ``inputs`` invalid, with ``message``
-    shown under it."""
-    prop = inputs.get_property(key)
-    prop.invalid = True
-    prop.error_message = message
 
 
 def check_input(inputs, key, check, *args, **kwargs):
@@ -212,13 +201,9 @@ def add_target_view_input(inputs, ctx, action):
 
 
 def vector_fields(ctx):
-    """The names of the dataset's vector fields, for field choices."""
-    schema = ctx.dataset.get_field_schema(flat=True)
-    return sorted(
-        name
-        for name, f in schema.items()
-        if isinstance(f, (fof.VectorField, fof.ArrayField))
-    )
+    """The dataset's fields of one-dimensional vectors, for field choices
+    (see :func:`._checks.vector_field_choices`)."""
+    return vector_field_choices(ctx.dataset)
 
 
 # ----------------------------------------------------------------------
@@ -234,12 +219,15 @@ def light_config(name, label, description=None):
 
 
 def heavy_config(name, label, description, **kwargs):
-    """An :class:`OperatorConfig` for an operator that may be delegated."""
+    """An :class:`OperatorConfig` for an operator that may be delegated and
+    that, run from the App, streams its progress (see
+    :func:`._execution.run_api`)."""
     return foo.OperatorConfig(
         name=name,
         label=label,
         description=description,
         dynamic=True,
+        execute_as_generator=True,
         allow_immediate_execution=True,
         allow_delegated_execution=True,
         default_choice_to_delegated=False,
@@ -247,42 +235,45 @@ def heavy_config(name, label, description, **kwargs):
     )
 
 
-def _target_size(ctx):
-    if ctx.dataset is None:
-        return 0
-    return ctx.target_view().count()
-
-
-def delegates_by_default(ctx, operator_name):
-    """Whether ``operator_name`` runs delegated unless the user chooses:
-    whether its target view has more samples than the operator's
+def delegates_by_default(ctx, operator):
+    """Whether the App form offers to delegate by default: whether the
+    operator's work (:meth:`HeavyOperator.work_size`) is larger than its
     :data:`DELEGATION_THRESHOLD`."""
-    return _target_size(ctx) > DELEGATION_THRESHOLD[operator_name]
+    if ctx.dataset is None:
+        return False
+    size, _ = operator.work_size(ctx)
+    return size > DELEGATION_THRESHOLD[operator.name]
 
 
-def add_delegation_input(inputs, ctx, operator_name):
-    """Adds a 'delegate' checkbox whose default depends on the view size
-    (see :func:`delegates_by_default`)."""
-    threshold = DELEGATION_THRESHOLD[operator_name]
+def add_delegation_input(inputs, ctx, operator):
+    """Adds the 'delegate' checkbox, ticked by default for large work (see
+    :func:`delegates_by_default`), saying what delegation needs."""
+    threshold = DELEGATION_THRESHOLD[operator.name]
+    _, unit = operator.work_size(ctx) if ctx.dataset is not None else (0, "")
     inputs.bool(
         "delegate",
-        default=delegates_by_default(ctx, operator_name),
-        label="Delegate execution?",
+        default=delegates_by_default(ctx, operator),
+        label="Delegate execution (run in the background)",
         description=(
-            f"Run in the background with `fiftyone delegated launch` "
-            f"(default for views of more than {threshold:,} samples)"
+            "Queues the run for a worker: it runs only where `fiftyone "
+            "delegated launch` runs, started with the same database and "
+            "plugins directory; `fiftyone delegated list` shows the queue. "
+            f"Ticked by default above {threshold:,} {unit}; unticked, it "
+            "runs now and shows its progress here"
         ),
         view=types.CheckboxView(),
     )
 
 
-def resolve_delegation(ctx, operator_name):
+def resolve_delegation(ctx, operator):
     """Whether to run delegated.
 
     Yes when delegation was requested (the App's *Schedule* button, or
     ``request_delegation=True`` / ``delegate=True`` from Python); otherwise
-    the form's ``delegate`` choice; otherwise whether the target view has
-    more samples than the operator's :data:`DELEGATION_THRESHOLD`.
+    the form's ``delegate`` choice; otherwise, for a request from the App,
+    the size-based default of the form (:func:`delegates_by_default`), and
+    for a call from Python (``foo.execute_operator`` without ``delegate``)
+    no: it runs now.
 
     The answer is always ``True`` or ``False``, never ``None``: FiftyOne
     then offers the App's one matching button (*Execute* or *Schedule*), so
@@ -293,10 +284,25 @@ def resolve_delegation(ctx, operator_name):
     delegate = ctx.params.get("delegate", None)
     if delegate is not None:
         return bool(delegate)
-    return delegates_by_default(ctx, operator_name)
+    return from_app(ctx) and delegates_by_default(ctx, operator)
 
 
-class HeavyOperator(foo.Operator):
+class PluginOperator(foo.Operator):
+    """An operator of this plugin: its form (:meth:`form`) always refuses
+    parameters that carry secrets (see :func:`._checks.refuse_secrets`),
+    before anything is run or queued."""
+
+    def resolve_input(self, ctx):
+        prop = self.form(ctx)
+        refuse_secrets(prop.type, ctx)
+        return prop
+
+    def form(self, ctx):
+        """The operator's form, a :class:`types.Property`."""
+        return types.Property(types.Object())
+
+
+class HeavyOperator(PluginOperator):
     """An operator that may run delegated.
 
     A subclass declares ``CONFIG = (name, label, description)``; its config
@@ -310,13 +316,18 @@ class HeavyOperator(foo.Operator):
     def config(self):
         return heavy_config(*self.CONFIG, icon=ICON)
 
+    def work_size(self, ctx):
+        """How much work a run is, and in what unit: the number of samples
+        of the target view."""
+        return ctx.target_view().count(), "samples"
+
     def resolve_delegation(self, ctx):
-        return resolve_delegation(ctx, self.name)
+        return resolve_delegation(ctx, self)
 
     def finish_form(self, inputs, ctx):
         """Ends the form: adds the 'delegate' checkbox and returns the
         form, titled with the operator's label."""
-        add_delegation_input(inputs, ctx, self.name)
+        add_delegation_input(inputs, ctx, self)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
 
@@ -336,130 +347,3 @@ def form_params(ctx, drop=(), drop_blank=False):
         for k, v in ctx.params.items()
         if k not in skip and v is not None and not (drop_blank and v == "")
     }
-
-
-def run_api(ctx, function, samples, params, reload=True):
-    """What an operator's ``execute`` does: calls the API's ``function``
-    on ``samples`` with the dict ``params`` and a progress reporter for
-    ``ctx``, then, after an immediate run and with ``reload``, reloads the
-    dataset in the App.
-
-    Returns:
-        what ``function`` returns
-    """
-    result = function(samples, progress=progress_reporter(ctx), **params)
-    if reload and not ctx.delegated:
-        ctx.trigger("reload_dataset")
-    return result
-
-
-def progress_reporter(ctx, every=1.0):
-    """Returns ``progress(fraction, label=None)`` for the API's long calls.
-
-    In a delegated run it records the progress on the run through
-    ``ctx.set_progress``, where ``fiftyone delegated list`` and
-    ``fiftyone delegated info`` show it; in an immediate run it logs.
-    Updates go out at most once per ``every`` seconds, the first and the
-    final one at once; an update held back goes out ``every`` seconds after
-    the previous one even when no further update comes (a long stage shows
-    its own label, not the previous stage's).
-    """
-    delegated = getattr(ctx, "delegated", True)
-    lock = threading.Lock()
-    state = {"last": float("-inf"), "pending": None, "timer": None}
-
-    def send(fraction, label):
-        state["last"] = time.monotonic()
-        if not delegated:
-            logger.info("%3d%% %s", round(100 * fraction), label or "")
-            return
-        try:
-            ctx.set_progress(progress=fraction, label=label)
-        except Exception as e:  # progress must never stop the computation
-            logger.debug("Could not record progress: %s", e)
-
-    def flush():
-        with lock:
-            state["timer"] = None
-            pending, state["pending"] = state["pending"], None
-            if pending is not None:
-                send(*pending)
-
-    def progress(fraction, label=None):
-        fraction = min(max(float(fraction), 0.0), 1.0)
-        with lock:
-            wait = state["last"] + every - time.monotonic()
-            if fraction >= 1 or wait <= 0:
-                if state["timer"] is not None:
-                    state["timer"].cancel()
-                    state["timer"] = None
-                state["pending"] = None
-                send(fraction, label)
-                return
-            state["pending"] = (fraction, label)
-            if state["timer"] is None:
-                timer = threading.Timer(wait, flush)
-                timer.daemon = True
-                state["timer"] = timer
-                timer.start()
-
-    return progress
-
-
-def call_operator(operator, sample_collection, params, delegate=False):
-    """Runs ``operator`` on a collection from Python, the way the App does.
-
-    This is what the operators' ``__call__`` methods use (through
-    :func:`call_from_python`), so that
-    ``foo.get_operator(uri)(dataset_or_view, ...)`` works. With
-    ``delegate=True`` the operation is queued instead, with the view it was
-    given, for ``fiftyone delegated launch`` to run.
-
-    Returns:
-        an :class:`fiftyone.operators.executor.ExecutionResult` (inside a
-        running event loop, such as a notebook, an ``asyncio.Task`` that
-        resolves to it); for a queued operation its ``result`` is the
-        queued operation's document, whose ``id`` identifies it in
-        ``fiftyone delegated list``
-    """
-    ctx = dict(view=sample_collection.view())
-    result = foo.execute_operator(
-        operator.uri,
-        ctx,
-        params={k: v for k, v in params.items() if v is not None},
-        request_delegation=bool(delegate),
-    )
-    if getattr(result, "delegated", False):
-        op_id = (result.result or {}).get("id")
-        logger.info(
-            "Queued %s as delegated operation %s; `fiftyone delegated "
-            "launch` runs it",
-            operator.uri,
-            op_id,
-        )
-    return result
-
-
-def call_from_python(operator, arguments):
-    """What an operator's ``__call__`` does: runs the operator on its
-    collection with the call's arguments as params (see
-    :func:`call_operator`), queued when they say ``delegate=True``.
-
-    Args:
-        operator: the operator
-        arguments: the ``__call__``'s ``locals()`` taken before it sets any
-            other name: ``self``, ``sample_collection``, one entry per
-            named parameter, and ``params``, the dict of its
-            ``**params``, if it has them
-
-    Returns:
-        what :func:`call_operator` returns
-    """
-    params = {k: v for k, v in arguments.items() if k not in _CALL_ONLY}
-    params.update(arguments.get("params") or {})
-    return call_operator(
-        operator,
-        arguments["sample_collection"],
-        params,
-        params.get("delegate", False),
-    )

@@ -1,6 +1,5 @@
 """Operators for clustering runs: compute, inspect, rename, delete."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from .. import api, runs
@@ -8,24 +7,32 @@ from ..api.clustering import default_reduce
 from ..core.embedders import EMBEDDERS
 from ..core.methods import METHODS
 from ..core.reduce import REDUCERS
+from ..data import vector_field_db_name
 from .embeddings import RUN_OPTIONS, add_run_options
+from ._checks import (
+    check_against_samples,
+    check_embeddings,
+    check_plan,
+    mark_invalid,
+)
 from ._common import (
     HeavyOperator,
+    PluginOperator,
     add_choice_input,
     add_run_choice_input,
     add_schema_inputs,
     add_skip_missing_input,
     add_target_view_input,
-    call_from_python,
     check_input,
     form_params,
     light_config,
-    run_api,
     vector_fields,
 )
+from ._execution import call_from_python, run_api
+from ._results import clusters_output, code, message_output, run_info_output
 
 # Form entries that are not parameters of the API call
-_FORM_ONLY = ("no_fields", "no_runs")
+_FORM_ONLY = ("no_fields", "no_runs", "plan_error")
 
 
 def _run_key_input(inputs, ctx, name="run_key", label="Run key", new=True):
@@ -74,8 +81,9 @@ def _model_input(inputs, ctx, fields):
 
 def _embeddings_inputs(inputs, ctx):
     """The model choice and the embeddings field with, for a model, its
-    parameters and run options; returns whether the form can go on (not
-    when the field should exist and none does)."""
+    parameters and run options; returns the model chosen (``"existing"``
+    for a field), or ``None`` when the form cannot go on (the field should
+    exist and none does)."""
     fields = vector_fields(ctx)
     model = _model_input(inputs, ctx, fields)
     if model != "existing":
@@ -86,9 +94,18 @@ def _embeddings_inputs(inputs, ctx):
             label="Embeddings field",
             description="The vector field to compute, then cluster",
         )
+        field = ctx.params.get("embeddings_field") or "embeddings"
+        if ctx.dataset is not None and ctx.dataset.has_field(field):
+            check_input(
+                inputs,
+                "embeddings_field",
+                vector_field_db_name,
+                ctx.dataset,
+                field,
+            )
         add_schema_inputs(inputs, EMBEDDERS, model, ctx)
         add_run_options(inputs)
-        return True
+        return model
     if not fields:
         inputs.view(
             "no_fields",
@@ -100,7 +117,7 @@ def _embeddings_inputs(inputs, ctx):
                 ),
             ),
         )
-        return False
+        return None
     field_choices = types.AutocompleteView()
     for f in fields:
         field_choices.add_choice(f, label=f)
@@ -112,7 +129,7 @@ def _embeddings_inputs(inputs, ctx):
         description="The vector field to cluster",
         view=field_choices,
     )
-    return True
+    return model
 
 
 def _method_inputs(inputs, ctx):
@@ -186,6 +203,56 @@ def _output_inputs(inputs):
     add_skip_missing_input(inputs)
 
 
+def _api_params(ctx):
+    """The form's values as parameters of :func:`api.compute_clusters`."""
+    drop = _FORM_ONLY
+    if ctx.params.get("model", "existing") == "existing":
+        # options left from choosing a model earlier in the form
+        drop += ("model",) + RUN_OPTIONS
+    return form_params(ctx, drop)
+
+
+def _plan_args(params):
+    """:func:`api.compute_clusters` parameters as those of
+    :func:`api.plan_clustering` (which takes the embedding options as one
+    dict)."""
+    args = dict(params)
+    options = {k: args.pop(k) for k in RUN_OPTIONS if k in args}
+    if args.get("model") is not None:
+        args["embed_options"] = options
+    return args
+
+
+def _samples_to_cluster(inputs, ctx, model):
+    """The number of samples a run would cluster, or ``None`` (and the
+    embeddings field marked invalid) when the field cannot be clustered."""
+    view = ctx.target_view()
+    if model != "existing":
+        return view.count()
+    field = ctx.params.get("embeddings_field") or vector_fields(ctx)[0]
+    skip = bool(ctx.params.get("skip_missing", False))
+    try:
+        return check_embeddings(view, field, skip)
+    except ValueError as e:
+        mark_invalid(inputs, "embeddings_field", str(e))
+        return None
+
+
+def _check_request(inputs, ctx, model):
+    """Checks what only the whole form can tell, once every input is valid
+    on its own: the embeddings against the view, the parameters against
+    each other (as the API will), and against the number of samples."""
+    if any(p.invalid for p in inputs.properties.values()):
+        return
+    n = _samples_to_cluster(inputs, ctx, model)
+    if n is None:
+        return
+    params = _api_params(ctx)
+    if not check_plan(inputs, ctx.target_view(), _plan_args(params)):
+        return
+    check_against_samples(inputs, params.get("method", "hdbscan"), params, n)
+
+
 class ComputeClusters(HeavyOperator):
     CONFIG = (
         "compute_clusters",
@@ -193,33 +260,30 @@ class ComputeClusters(HeavyOperator):
         "Cluster an embeddings field as a named run",
     )
 
-    def resolve_input(self, ctx):
+    def form(self, ctx):
         inputs = types.Object()
         add_target_view_input(inputs, ctx, "Cluster")
         _run_key_input(inputs, ctx)
-        if not _embeddings_inputs(inputs, ctx):
+        model = _embeddings_inputs(inputs, ctx)
+        if model is None:
             return types.Property(inputs)
         method_cls = _method_inputs(inputs, ctx)
         _preprocessing_inputs(inputs, ctx, method_cls)
         _output_inputs(inputs)
+        if ctx.dataset is not None:
+            _check_request(inputs, ctx, model)
         return self.finish_form(inputs, ctx)
 
     def resolve_run_name(self, ctx):
         return f"compute_clusters ({ctx.params.get('run_key')})"
 
     def execute(self, ctx):
-        drop = _FORM_ONLY
-        if ctx.params.get("model") == "existing":
-            # options left from choosing a model earlier in the form
-            drop += ("model",) + RUN_OPTIONS
-        params = form_params(ctx, drop)
-        # unlike the other writers, this has never reloaded the App
         return run_api(
             ctx,
             api.compute_clusters,
             ctx.target_view(),
-            params,
-            reload=False,
+            _api_params(ctx),
+            output=lambda result: clusters_output(result, ctx.params),
         )
 
     def __call__(
@@ -280,16 +344,16 @@ class ComputeClusters(HeavyOperator):
         return call_from_python(self, locals())
 
 
-class GetClusteringRunInfo(foo.Operator):
+class GetClusteringRunInfo(PluginOperator):
     @property
     def config(self):
         return light_config(
             "get_clustering_run_info",
             "Get clustering run info",
-            "Show the config and statistics of a clustering run",
+            "Show a clustering run's summary, config and statistics",
         )
 
-    def resolve_input(self, ctx):
+    def form(self, ctx):
         inputs = types.Object()
         _run_key_input(inputs, ctx, new=False)
         return types.Property(inputs, view=types.View(label="Run info"))
@@ -298,14 +362,7 @@ class GetClusteringRunInfo(foo.Operator):
         return api.get_clustering_run_info(ctx.dataset, ctx.params["run_key"])
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("run_key", label="Run key")
-        outputs.str("timestamp", label="Created")
-        outputs.str("plugin_version", label="Plugin version")
-        outputs.str("fiftyone_version", label="FiftyOne version")
-        outputs.obj("config", label="Config", view=types.JSONView())
-        outputs.obj("statistics", label="Statistics", view=types.JSONView())
-        return types.Property(outputs)
+        return run_info_output(ctx.results)
 
     def __call__(self, sample_collection, run_key):
         """Returns the stored config, timestamp, versions and statistics of
@@ -322,12 +379,12 @@ class GetClusteringRunInfo(foo.Operator):
         return call_from_python(self, locals())
 
 
-class RenameClusteringRun(foo.Operator):
+class RenameClusteringRun(PluginOperator):
     @property
     def config(self):
         return light_config("rename_clustering_run", "Rename clustering run")
 
-    def resolve_input(self, ctx):
+    def form(self, ctx):
         inputs = types.Object()
         if _run_key_input(inputs, ctx, new=False) is not None:
             _run_key_input(inputs, ctx, "new_run_key", "New run key")
@@ -338,7 +395,18 @@ class RenameClusteringRun(foo.Operator):
             ctx.dataset, ctx.params["run_key"], ctx.params["new_run_key"]
         )
         ctx.trigger("reload_dataset")
-        return {"run_key": ctx.params["new_run_key"]}
+        return {
+            "run_key": ctx.params["new_run_key"],
+            "old_run_key": ctx.params["run_key"],
+        }
+
+    def resolve_output(self, ctx):
+        return message_output(
+            "Run renamed",
+            f"Run {code(ctx.results.get('old_run_key'))} is now "
+            f"{code(ctx.results.get('run_key'))}; its fields keep their "
+            "names",
+        )
 
     def __call__(self, sample_collection, run_key, new_run_key):
         """Renames a clustering run.
@@ -351,12 +419,12 @@ class RenameClusteringRun(foo.Operator):
         return call_from_python(self, locals())
 
 
-class DeleteClusteringRun(foo.Operator):
+class DeleteClusteringRun(PluginOperator):
     @property
     def config(self):
         return light_config("delete_clustering_run", "Delete clustering run")
 
-    def resolve_input(self, ctx):
+    def form(self, ctx):
         inputs = types.Object()
         key = _run_key_input(inputs, ctx, new=False)
         if key:
@@ -371,9 +439,19 @@ class DeleteClusteringRun(foo.Operator):
         return types.Property(inputs, view=types.View(label="Delete run"))
 
     def execute(self, ctx):
-        api.delete_clustering_run(ctx.dataset, ctx.params["run_key"])
+        key = ctx.params["run_key"]
+        fields = runs.owned_fields(runs.get_config(ctx.dataset, key))
+        api.delete_clustering_run(ctx.dataset, key)
         ctx.trigger("reload_dataset")
-        return {"deleted": ctx.params["run_key"]}
+        return {"deleted": key, "fields": fields}
+
+    def resolve_output(self, ctx):
+        fields = ctx.results.get("fields") or []
+        return message_output(
+            "Run deleted",
+            f"Deleted run {code(ctx.results.get('deleted'))} and its "
+            f"fields {', '.join(code(f) for f in fields) or '(none)'}",
+        )
 
     def __call__(self, sample_collection, run_key):
         """Deletes a clustering run and the sample fields it wrote.

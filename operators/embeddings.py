@@ -11,10 +11,10 @@ from ._common import (
     add_dropdown_input,
     add_schema_inputs,
     add_target_view_input,
-    call_from_python,
     mark_invalid,
-    run_api,
 )
+from ._execution import call_from_python, run_api
+from ._results import embeddings_output
 
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 # the inputs of add_run_options
@@ -114,7 +114,7 @@ class ComputeEmbeddings(HeavyOperator):
         "Compute an image embedding per sample into a vector field",
     )
 
-    def resolve_input(self, ctx):
+    def form(self, ctx):
         inputs = types.Object()
         add_target_view_input(inputs, ctx, "Embed")
 
@@ -174,19 +174,7 @@ class ComputeEmbeddings(HeavyOperator):
             api.compute_embeddings,
             ctx.target_view(),
             dict(model=model, **kwargs, **params),
-        )
-
-    def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("embeddings_field", label="Field")
-        outputs.int("embedded", label="Embedded")
-        outputs.int("skipped", label="Skipped (already had a vector)")
-        outputs.int("failed", label="Failed (unreadable images)")
-        outputs.list("failed_files", types.String(), label="Failed files")
-        outputs.str("precision", label="Precision")
-        outputs.float("images_per_s", label="Images per second")
-        return types.Property(
-            outputs, view=types.View(label="Embeddings computed")
+            output=embeddings_output,
         )
 
     def __call__(

@@ -8,11 +8,11 @@ from ._common import (
     HeavyOperator,
     add_param_inputs,
     add_run_choice_input,
-    call_from_python,
     form_params,
     mark_invalid,
-    run_api,
 )
+from ._execution import call_from_python, run_api
+from ._results import labels_output
 
 SECRET = "OPENAI_API_KEY"
 
@@ -201,7 +201,7 @@ class LabelClusters(HeavyOperator):
         "multimodal LLM",
     )
 
-    def resolve_input(self, ctx):
+    def form(self, ctx):
         inputs = types.Object()
         run_key = add_run_choice_input(
             inputs,
@@ -241,15 +241,19 @@ class LabelClusters(HeavyOperator):
             api.label_clusters,
             ctx.dataset,
             dict(api_key=api_key_from(ctx), **params),
+            output=labels_output,
         )
 
-    def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("label_field", label="Label field")
-        outputs.obj("labelled", label="Labelled", view=types.JSONView())
-        outputs.obj("failed", label="Failed", view=types.JSONView())
-        outputs.obj("usage", label="Tokens used", view=types.JSONView())
-        return types.Property(outputs)
+    def work_size(self, ctx):
+        """The clusters a run would name (all of the chosen run's)."""
+        run_key = ctx.params.get("run_key")
+        keys = api.list_clustering_runs(ctx.dataset)
+        if run_key not in keys:
+            run_key = keys[-1] if keys else None
+        if run_key is None:
+            return 0, "clusters"
+        table = api.get_cluster_table(ctx.dataset, run_key)
+        return table["n_clusters"], "clusters"
 
     def __call__(
         self,

@@ -2,37 +2,49 @@
 
 import fiftyone.operators.types as types
 
-from .. import api
+from .. import api, runs
 from ..core.projection import PROJECTIONS
+from ._checks import check_embeddings, mark_invalid
 from ._common import (
     HeavyOperator,
     add_choice_input,
     add_dropdown_input,
     add_schema_inputs,
     add_skip_missing_input,
-    add_target_view_input,
-    call_from_python,
     check_input,
     form_params,
-    run_api,
     vector_fields,
 )
+from ._execution import call_from_python, run_api
+from ._results import projection_output
 
 # Form entries that are not parameters of the API call
-_FORM_ONLY = ("source", "no_fields", "no_runs")
+_FORM_ONLY = ("source", "no_fields", "no_runs", "target_notice")
 
 
-def _brain_key_input(inputs, ctx):
+def _default_brain_key(ctx, name, method):
+    """``<run or field>_<method>``, numbered if taken: the name the
+    Embeddings panel lists the projection under names what it shows."""
+    taken = set(ctx.dataset.list_brain_runs()) if ctx.dataset else set()
+    base = f"{name}_{method}"
+    key, i = base, 2
+    while key in taken:
+        key, i = f"{base}_{i}", i + 1
+    return key
+
+
+def _brain_key_input(inputs, ctx, default):
     """The brain key, refused when the dataset has it already."""
     inputs.str(
         "brain_key",
         required=True,
+        default=default,
         label="Brain key",
         description=(
             "The name the Embeddings panel lists this projection under"
         ),
     )
-    key = ctx.params.get("brain_key")
+    key = ctx.params.get("brain_key") or default
     if key:
         check_input(
             inputs, "brain_key", api.check_new_brain_key, ctx.dataset, key
@@ -70,26 +82,77 @@ def _source_inputs(inputs, ctx, run_keys, fields):
         label="Project",
         view=sources,
     )
-    if (ctx.params.get("source") or default) == "run":
-        add_dropdown_input(
-            inputs,
-            "run_key",
-            run_keys,
-            run_keys[-1],
-            "Clustering run",
-            "The run whose embeddings to project",
-            required=True,
-        )
+    source, name = _source(ctx, run_keys, fields)
+    if source == "run":
+        key, choices, what = "run_key", run_keys, "Clustering run"
+        help_text = "The run whose embeddings to project"
     else:
-        add_dropdown_input(
-            inputs,
-            "embeddings_field",
-            fields,
-            fields[0],
-            "Embeddings field",
-            "The vector field to project",
-            required=True,
-        )
+        key, choices, what = "embeddings_field", fields, "Embeddings field"
+        help_text = "The vector field to project"
+    add_dropdown_input(
+        inputs, key, choices, name, what, help_text, required=True
+    )
+
+
+def _source(ctx, run_keys, fields):
+    """``(source, run key or field)`` chosen in the form, or their
+    defaults: the latest run, else the first field."""
+    source = ctx.params.get("source") or _default_source(ctx, run_keys)
+    if source == "run":
+        return source, ctx.params.get("run_key") or run_keys[-1]
+    return source, ctx.params.get("embeddings_field") or fields[0]
+
+
+def _view_target_input(inputs, ctx, source, run_key):
+    """The samples to project: for a run, by default the run's samples
+    in the whole dataset, whatever the App's view shows (a grid filtered to
+    one cluster), and the form says so."""
+    if source != "run":
+        inputs.view_target(ctx, action_description="Project")
+        return
+    inputs.view_target(
+        ctx,
+        action_description="Project",
+        default_target="DATASET",
+        dataset_description=f"Every sample of run '{run_key}'",
+        current_view_description=(
+            f"Only the samples of run '{run_key}' in the current view"
+        ),
+    )
+    if ctx.params.get("view_target", "DATASET") == "DATASET":
+        n = ctx.dataset.exists(_cluster_field(ctx, run_key)).count()
+        note = f"Projects all {n:,} samples of run '{run_key}'"
+        if ctx.has_custom_view:
+            note += (
+                f" (the whole run), not only the {ctx.view.count():,} of "
+                "the current view: choose 'Current view' for those"
+            )
+        inputs.view("target_notice", types.Notice(label=note))
+
+
+def _cluster_field(ctx, run_key):
+    return runs.get_config(ctx.dataset, run_key)["cluster_field"]
+
+
+def _check_field(inputs, ctx, source, field):
+    """Checks the field to project in the target view, and the method's
+    parameters against the number of samples."""
+    if source != "field" or inputs.get_property("embeddings_field").invalid:
+        return
+    skip = bool(ctx.params.get("skip_missing", False))
+    try:
+        n = check_embeddings(ctx.target_view(), field, skip)
+    except ValueError as e:
+        mark_invalid(inputs, "embeddings_field", str(e))
+        return
+    method = ctx.params.get("method") or "umap"
+    try:
+        params = {
+            k: v for k, v in ctx.params.items() if k.startswith(method + "__")
+        }
+        PROJECTIONS.get(method)(**params).check_input(n, 2)
+    except ValueError as e:
+        mark_invalid(inputs, "method", str(e))
 
 
 class ComputeProjection(HeavyOperator):
@@ -99,10 +162,8 @@ class ComputeProjection(HeavyOperator):
         "Project embeddings to 2-D for the Embeddings panel",
     )
 
-    def resolve_input(self, ctx):
+    def form(self, ctx):
         inputs = types.Object()
-        add_target_view_input(inputs, ctx, "Project")
-        _brain_key_input(inputs, ctx)
         run_keys = api.list_clustering_runs(ctx.dataset)
         fields = vector_fields(ctx)
         if not run_keys and not fields:
@@ -117,6 +178,10 @@ class ComputeProjection(HeavyOperator):
                 ),
             )
             return types.Property(inputs)
+        source, name = _source(ctx, run_keys, fields)
+        method = ctx.params.get("method") or "umap"
+        _view_target_input(inputs, ctx, source, name)
+        _brain_key_input(inputs, ctx, _default_brain_key(ctx, name, method))
         _source_inputs(inputs, ctx, run_keys, fields)
         add_choice_input(
             inputs,
@@ -126,10 +191,9 @@ class ComputeProjection(HeavyOperator):
             "Method",
             "How to project to 2-D",
         )
-        add_schema_inputs(
-            inputs, PROJECTIONS, ctx.params.get("method", "umap"), ctx
-        )
+        add_schema_inputs(inputs, PROJECTIONS, method, ctx)
         add_skip_missing_input(inputs)
+        _check_field(inputs, ctx, source, name)
         return self.finish_form(inputs, ctx)
 
     def execute(self, ctx):
@@ -138,7 +202,13 @@ class ComputeProjection(HeavyOperator):
         unused = {"run": ("embeddings_field",), "field": ("run_key",)}
         drop = _FORM_ONLY + unused.get(ctx.params.get("source"), ())
         params = form_params(ctx, drop)
-        return run_api(ctx, api.compute_projection, ctx.target_view(), params)
+        return run_api(
+            ctx,
+            api.compute_projection,
+            ctx.target_view(),
+            params,
+            output=projection_output,
+        )
 
     def __call__(
         self,

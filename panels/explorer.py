@@ -1,12 +1,23 @@
 """The cluster explorer panel: browse the clusters of a clustering run, show
 a cluster's samples in the grid, and name, tag and merge clusters.
 
-The panel keeps in ``ctx.panel.state`` only what is small and serialisable
-(the run and cluster chosen, the sort order, the run's summary, the cluster
-ids in display order and the values typed into the panel's inputs); the
-table rows and the plot traces go through ``ctx.panel.data``. Every change
-goes through the plugin's API; what the panel shows is built from plain
-data in :mod:`.explorer_view`.
+What the panel shows of a run's clusters (the two parts of the table and
+the plot, :data:`.explorer_view.CONTENT_KEYS`) is written whole into
+``ctx.panel.state``, never into ``ctx.panel.data``: the App (FiftyOne 1.22)
+copies everything a panel displays into its state whenever one of its
+inputs changes, and displays ``lodash.merge(state, data)``, which merges
+lists index by index, so a shorter table or plot written as data keeps the
+rows and bars of the copy (of another run, or of a cluster merged away),
+even across a page reload. A state key, by contrast, is replaced whole by
+every patch and by the App's copies. Every change of run, merge, rename,
+refresh or reload rewrites all three keys from the database.
+
+Clicks carry the cluster: a bar its ``ids`` and its run (``meta``), a row
+its position in the table the App showed, whose rows hold their cluster id
+and run; a row or bar of another run, or a button of another selection, is
+refused with a message and the panel reloads. Every change goes through
+the plugin's API; what the panel shows is built from plain data in
+:mod:`.explorer_view` and laid out in :mod:`.explorer_layout`.
 """
 
 import logging
@@ -16,16 +27,19 @@ import fiftyone.operators as foo
 
 from .. import api, runs
 from ..data import InputError
+from .explorer_layout import render_panel
 from .explorer_view import (
     COLUMN_KEYS,
     COLUMNS,
-    empty_data,
+    HEAD,
+    TAIL,
+    edit_key,
+    empty_content,
     first_direction,
-    plot_data,
-    render_panel,
+    panel_content,
+    row_cluster,
     run_summary,
     sorted_rows,
-    table_data,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,7 +54,7 @@ _EVENTS_LOCK = threading.RLock()
 _HELP = """
 Browse the clusters of a clustering run. Click a bar or a row to show that
 cluster's samples in the grid, most typical first; click a column header to
-sort. Name, tag and merge the selected cluster below the table.
+sort. Name, tag and merge the selected cluster right below its row.
 """
 
 
@@ -68,17 +82,22 @@ class ClusterExplorer(foo.Panel):
     # ------------------------------------------------------------------
 
     def on_load(self, ctx):
+        # What an older version of the panel wrote as data would be merged
+        # into what it shows
+        ctx.panel.data.clear()
         self._refresh(ctx)
 
     def on_change_dataset(self, ctx):
-        ctx.panel.state.set(
-            {"run_key": None, "cluster": None, "cluster_info": None}
-        )
+        self._set_cluster(ctx, None)
+        ctx.panel.state.set({"run_key": None})
+        self._clear_content(ctx)
         self._refresh(ctx)
 
     def on_change_view(self, ctx):
-        cid = ctx.panel.state.cluster
-        if cid is not None and not self._shows_cluster(ctx, cid):
+        state = ctx.panel.state
+        cid = state.cluster
+        same_run = (state.get(HEAD) or {}).get("run_key") == state.run_key
+        if cid is not None and same_run and not self._shows_cluster(ctx, cid):
             # The grid moved away from the selected cluster
             self._set_cluster(ctx, None)
         self._refresh(ctx)
@@ -89,30 +108,35 @@ class ClusterExplorer(foo.Panel):
     def on_change_run(self, ctx):
         run_key = ctx.params.get("value") or ctx.panel.state.run_key
         ctx.panel.state.run_key = run_key
-        self._set_cluster(ctx, None)
         self._refresh(ctx)
 
     def on_table_click(self, ctx):
         row = ctx.params.get("row")
         column = ctx.params.get("column")
-        if row is None:
+        path = ctx.params.get("path") or HEAD
+        if row is None or path not in (HEAD, TAIL):
             return
         if int(row) < 0:
             if column is not None and 0 <= int(column) < len(COLUMNS):
                 self._sort(ctx, COLUMN_KEYS[int(column)])
             return
-        order = ctx.panel.state.order or []
-        if int(row) < len(order):
-            self._select(ctx, order[int(row)])
+        state = ctx.panel.state
+        cid = row_cluster(state.get(path), int(row), state.run_key)
+        if cid is None:
+            self._out_of_date(ctx)
+        else:
+            self._select(ctx, cid)
 
     def on_plot_click(self, ctx):
         cid = ctx.params.get("id")
         if cid is None:
-            idx = ctx.params.get("idx")
-            order = ctx.panel.state.order or []
-            if idx is not None and 0 <= int(idx) < len(order):
-                cid = order[int(idx)]
-        if cid is not None:
+            cid = ctx.params.get("customdata")
+        meta = (ctx.params.get("data") or {}).get("meta") or {}
+        if "run_key" in meta and meta["run_key"] != ctx.panel.state.run_key:
+            cid = None
+        if cid is None:
+            self._out_of_date(ctx)
+        else:
             self._select(ctx, str(cid))
 
     def on_show_all(self, ctx):
@@ -121,31 +145,51 @@ class ClusterExplorer(foo.Panel):
         self._refresh(ctx, view=ctx.dataset.view())
 
     def on_rename(self, ctx):
-        state = ctx.panel.state
-        out = self._edit_selected(ctx, api.rename_cluster, state.label_input)
+        cid = self._acted_on(ctx)
+        if cid is None:
+            return
+        label = ctx.panel.state.get(f"{edit_key(cid)}.rename.label")
+        out = self._edit(ctx, api.rename_cluster, cid, label)
         if out is not None:
-            self._edited(
-                ctx, f"Cluster {state.cluster} is now '{out['label']}'"
-            )
+            self._edited(ctx, f"Cluster {cid} is now '{out['label']}'")
             self._refresh(ctx)
 
     def on_tag(self, ctx):
-        state = ctx.panel.state
-        out = self._edit_selected(ctx, api.tag_cluster, state.tag_input)
+        cid = self._acted_on(ctx)
+        if cid is None:
+            return
+        tag = ctx.panel.state.get(f"{edit_key(cid)}.tag.text")
+        out = self._edit(ctx, api.tag_cluster, cid, tag)
         if out is not None:
             self._edited(
                 ctx,
-                f"Tagged {out['n_samples']} samples of cluster "
-                f"{state.cluster} '{out['tag']}'",
+                f"Tagged {out['n_samples']} samples of cluster {cid} "
+                f"'{out['tag']}'",
             )
 
     def on_merge(self, ctx):
-        state = ctx.panel.state
-        cid, into = state.cluster, state.merge_into
+        """Asks before merging: the panel shows the question and the
+        button that confirms it (:meth:`on_confirm_merge`)."""
+        cid = self._acted_on(ctx)
         if cid is None:
             return
+        into = ctx.panel.state.get(f"{edit_key(cid)}.merge.into")
         if not into:
             self._error(ctx, "Choose the cluster to merge into")
+            return
+        ctx.panel.state.confirm_merge = {"cluster": cid, "into": into}
+
+    def on_cancel_merge(self, ctx):
+        ctx.panel.state.confirm_merge = None
+
+    def on_confirm_merge(self, ctx):
+        state = ctx.panel.state
+        cid = self._acted_on(ctx)
+        asked = state.confirm_merge or {}
+        into = ctx.params.get("into")
+        if cid is None or asked != {"cluster": cid, "into": into}:
+            if cid is not None:
+                self._out_of_date(ctx)
             return
         out = self._edit(ctx, api.merge_clusters, [cid, into], into=into)
         if out is None:
@@ -155,7 +199,6 @@ class ClusterExplorer(foo.Panel):
             f"({out['size']} samples)",
             variant="success",
         )
-        state.merge_into = None
         self._select(ctx, out["into"])
 
     def on_compute_clusters(self, ctx):
@@ -186,9 +229,7 @@ class ClusterExplorer(foo.Panel):
         if run_key is None and isinstance(original, dict):
             run_key = original.get("run_key")
         if run_key and run_key in api.list_clustering_runs(ctx.dataset):
-            if run_key != ctx.panel.state.run_key:
-                ctx.panel.state.run_key = run_key
-                self._set_cluster(ctx, None)
+            ctx.panel.state.run_key = run_key
         self._refresh(ctx)
         ctx.ops.reload_samples()
 
@@ -200,14 +241,28 @@ class ClusterExplorer(foo.Panel):
         logger.info("Cluster explorer: %s", error)
         ctx.ops.notify(str(error), variant="error")
 
-    def _edit_selected(self, ctx, edit, value):
-        """Calls ``edit(dataset, run_key, cluster, value)`` of the API on
-        the selected cluster; ``None`` when no cluster is selected (see
-        :meth:`_edit`)."""
-        cid = ctx.panel.state.cluster
-        if cid is None:
+    def _acted_on(self, ctx):
+        """The cluster a button of the selected cluster acts on: the id it
+        carries, if that cluster is still the one selected; else ``None``
+        after telling the user (a button shown for another selection)."""
+        cid = ctx.params.get("cluster")
+        selected = ctx.panel.state.cluster
+        if selected is None:
             return None
-        return self._edit(ctx, edit, cid, value)
+        if cid is not None and str(cid) != selected:
+            self._out_of_date(ctx)
+            return None
+        return selected
+
+    def _out_of_date(self, ctx):
+        """A click on a row, bar or button that the App showed for another
+        run or selection: says so and shows what is current."""
+        ctx.ops.notify(
+            "The cluster explorer was out of date and has been reloaded: "
+            "click the cluster again",
+            variant="warning",
+        )
+        self._refresh(ctx)
 
     def _edit(self, ctx, edit, *args, **kwargs):
         """Calls ``edit(dataset, run_key, *args, **kwargs)`` of the API;
@@ -231,15 +286,22 @@ class ClusterExplorer(foo.Panel):
             _operator(name), params=params, on_success=self.on_operator_done
         )
 
-    def _set_cluster(self, ctx, cid, info=None):
-        ctx.panel.state.set(
-            {
-                "cluster": cid,
-                "cluster_info": info,
-                "label_input": (info or {}).get("label") or "",
-                "merge_into": None,
-            }
-        )
+    def _set_cluster(self, ctx, cid):
+        """Selects cluster ``cid`` (``None``: none). A new selection starts
+        with fresh inputs: those of any other selection go, and the merge
+        question with them."""
+        state = ctx.panel.state
+        updates = {"cluster": cid}
+        if cid is None:
+            updates["cluster_info"] = None
+        if cid is None or cid != state.cluster:
+            updates["confirm_merge"] = None
+            for key in ctx.panel_state or {}:
+                if key.startswith("edit_"):
+                    updates[key] = None
+            if cid is not None:
+                updates[edit_key(cid)] = {}
+        state.set(updates)
 
     def _shows_cluster(self, ctx, cid):
         """Whether the App's view starts with the view of cluster ``cid``
@@ -254,18 +316,23 @@ class ClusterExplorer(foo.Panel):
         return current[: len(expected)] == expected
 
     def _select(self, ctx, cid):
-        run_key = ctx.panel.state.run_key
+        """Shows cluster ``cid`` in the grid and selects it, its label in
+        the label input when the selection is new."""
+        state = ctx.panel.state
         try:
-            view = api.cluster_view(ctx.dataset, run_key, cid)
+            view = api.cluster_view(ctx.dataset, state.run_key, cid)
         except InputError as e:
             self._error(ctx, e)
             self._refresh(ctx)
             return
         ctx.ops.set_view(view)
+        new = cid != state.cluster
         self._set_cluster(ctx, cid)
         self._refresh(ctx, view=view)
-        info = ctx.panel.state.cluster_info or {}
-        ctx.panel.state.label_input = info.get("label") or ""
+        info = state.cluster_info
+        if new and info is not None and state.cluster == cid:
+            key = f"{edit_key(cid)}.rename.label"
+            state.set({key: info.get("label") or ""})
 
     def _sort(self, ctx, key):
         state = ctx.panel.state
@@ -278,21 +345,37 @@ class ClusterExplorer(foo.Panel):
 
     def _refresh(self, ctx, view=None):
         """Reloads the run list, the chosen run's summary and the cluster
-        table from the database into the panel's state and data."""
+        table from the database into the panel's state."""
         if ctx.dataset is None:
             ctx.panel.state.set({"runs": [], "run_key": None, "summary": None})
-            self._clear_data(ctx)
+            self._clear_content(ctx)
             return
         run_key = self._refresh_runs(ctx)
-        if run_key is not None:
-            self._refresh_table(
-                ctx, run_key, ctx.view if view is None else view
-            )
+        if run_key is None:
+            return
+        if self._left_run(ctx, run_key):
+            view = ctx.dataset.view()
+        self._refresh_table(ctx, run_key, ctx.view if view is None else view)
+
+    def _left_run(self, ctx, run_key):
+        """When the panel showed another run than ``run_key``: drops its
+        selection, and its cluster from the grid; returns whether the grid
+        went back to every sample."""
+        state = ctx.panel.state
+        shown = (state.get(HEAD) or {}).get("run_key")
+        if shown is None or shown == run_key:
+            return False
+        cid = state.cluster
+        self._set_cluster(ctx, None)
+        if cid is None:
+            return False
+        ctx.ops.clear_view()
+        return True
 
     def _refresh_runs(self, ctx):
         """Reloads the run list and settles the chosen run (the latest when
         none is, none when it has gone) and the sort order; returns the run
-        to show, or ``None`` after clearing the panel's data."""
+        to show, or ``None`` after clearing what the panel shows."""
         state = ctx.panel.state
         run_keys = api.list_clustering_runs(ctx.dataset)
         run_key = state.run_key
@@ -305,12 +388,10 @@ class ClusterExplorer(foo.Panel):
                 ),
                 run_key=None,
                 summary=None,
-                order=[],
-                cluster=None,
-                cluster_info=None,
             )
             state.set(updates)
-            self._clear_data(ctx)
+            self._set_cluster(ctx, None)
+            self._clear_content(ctx)
             return None
         if not run_key:
             run_key = run_keys[-1] if run_keys else None
@@ -319,43 +400,38 @@ class ClusterExplorer(foo.Panel):
             updates.update(sort_by="size", sort_desc=True)
         state.set(updates)
         if run_key is None:
-            state.set({"summary": None, "order": []})
-            self._clear_data(ctx)
+            state.set({"summary": None})
+            self._clear_content(ctx)
         return run_key
 
     def _refresh_table(self, ctx, run_key, view):
         """Reloads the run's summary and cluster table, with counts in
-        ``view``, keeping the selected cluster while it exists."""
+        ``view``, keeping the selected cluster while it exists; replaces
+        the table and plot whole."""
         state = ctx.panel.state
         try:
             table = api.get_cluster_table(ctx.dataset, run_key, view=view)
         except InputError as e:
-            state.set({"missing": str(e), "summary": None, "order": []})
-            self._clear_data(ctx)
+            state.set({"missing": str(e), "summary": None})
+            self._set_cluster(ctx, None)
+            self._clear_content(ctx)
             return
         rows = sorted_rows(table["clusters"], state.sort_by, state.sort_desc)
         cid = state.cluster
         info = next((r for r in rows if r["id"] == cid), None)
-        if info is None:
+        if info is None and cid is not None:
+            self._set_cluster(ctx, None)
             cid = None
-        state.set(
-            {
-                "missing": None,
-                "summary": run_summary(table),
-                "order": [r["id"] for r in rows],
-                "cluster": cid,
-                "cluster_info": info,
-            }
-        )
-        ctx.panel.data.set(
-            {
-                "clusters_table": table_data(rows, cid),
-                "sizes_plot": plot_data(rows, cid),
-            }
-        )
+        updates = {
+            "missing": None,
+            "summary": run_summary(table),
+            "cluster_info": info,
+        }
+        updates.update(panel_content(run_key, rows, cid))
+        state.set(updates)
 
-    def _clear_data(self, ctx):
-        ctx.panel.data.set(empty_data())
+    def _clear_content(self, ctx):
+        ctx.panel.state.set(empty_content())
 
     def render(self, ctx):
         return render_panel(ctx.panel.state, self)

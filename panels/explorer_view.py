@@ -1,10 +1,17 @@
 """What the cluster explorer shows, built from plain data: the table's
 columns and rows, the sizes plot's traces, the run's summary text, and the
-panel's layout for its state (:func:`render_panel`). Nothing here reads the
-database or the panel's context; the inputs call the panel's ``on_*``
-methods."""
+text that user or LLM labels go into (as inline code in Markdown, as
+entities in Plotly's hover text). Nothing here reads the
+database or the panel's context; the layout is in :mod:`.explorer_layout`.
 
-import fiftyone.operators.types as types
+The tables and the plot are kept whole in the panel's state under
+:data:`CONTENT_KEYS` (see :mod:`.explorer` for why), each stamped with the
+run it shows, so that a click is resolved against the very rows the App
+displayed and refused when they belong to another run.
+"""
+
+import html
+import re
 
 from ..core.methods import SCORE_KINDS
 from ..core.metrics import NOISE_ID
@@ -18,6 +25,13 @@ COLUMNS = (
     ("score_mean", "Cohesion", None),  # direction depends on score kind
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
+# A column the table does not show: the cluster id of each row
+ID_COLUMN = "cluster_id"
+
+# The state keys of what the panel shows of a run's clusters: the table's
+# rows down to the selected cluster, the rows after it, and the plot
+HEAD, TAIL, PLOT = "clusters_table", "clusters_after", "sizes_plot"
+CONTENT_KEYS = (HEAD, TAIL, PLOT)
 
 # What the panel keeps of a run's cluster table, besides its rows
 SUMMARY_KEYS = (
@@ -33,21 +47,67 @@ SUMMARY_KEYS = (
     "metrics",
 )
 
-# The sizes plot: a height in px (a plain number would be a percentage of
-# the panel)
-_PLOT_HEIGHT = "280px"
-_PLOT_LAYOUT = {
-    "xaxis": {"type": "category", "title": {"text": "cluster"}},
-    "yaxis": {"title": {"text": "samples"}},
-    "bargap": 0.15,
-    "height": 280,
-    "margin": {"t": 8, "l": 48, "b": 40, "r": 8},
-}
-_PLOT_CONFIG = {"displayModeBar": False, "scrollZoom": False}
-
 _BAR = "#ff6d04"
 _BAR_SELECTED = "#2c7be5"
 _BAR_NOISE = "#9e9e9e"
+
+# ASCII punctuation: what Markdown and HTML build on
+_MD_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
+_PLAIN_NAME = re.compile(r"^[\w.\-]+$")
+
+
+# ----------------------------------------------------------------------
+# Text from users, LLMs and the database
+# ----------------------------------------------------------------------
+
+
+def md_text(value):
+    """``value`` as Markdown that renders as exactly that text, on one
+    line: every ASCII punctuation character as a numeric character
+    reference, which Markdown shows as the character and never reads as
+    markup (no HTML, link, autolink, emphasis or heading can come out of a
+    label; backslash escapes would still let GFM autolink a URL)."""
+    text = " ".join(str(value).split())
+    return _MD_PUNCTUATION.sub(lambda m: f"&#{ord(m.group())};", text)
+
+
+def md_label(value):
+    """A cluster label as Markdown inline code: shown exactly as typed, in
+    the way the panel shows names. Inside a code span nothing is markup,
+    and, unlike escaped text, nothing is autolinked (the App's Markdown
+    links URLs in text however they are escaped)."""
+    text = " ".join(str(value).split())
+    longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    if text.startswith("`") or text.endswith("`"):
+        text = f" {text} "
+    return f"{fence}{text}{fence}"
+
+
+def md_code(value):
+    """``value`` as inline code when it is a plain name (a field or a run
+    key), else as escaped text."""
+    text = str(value)
+    if _PLAIN_NAME.match(text):
+        return f"`{text}`"
+    return md_text(text)
+
+
+def plot_text(value):
+    """``value`` for Plotly's hover text, which reads a few HTML tags:
+    entities instead of ``<``, ``>`` and ``&``."""
+    return html.escape(" ".join(str(value).split()), quote=False)
+
+
+def cluster_name(cid, label=None):
+    """A cluster as a user reads it, as plain text (not Markdown)."""
+    name = "noise (cluster -1)" if cid == NOISE_ID else f"cluster {cid}"
+    return f"{name} · {label}" if label else name
+
+
+# ----------------------------------------------------------------------
+# The run's summary
+# ----------------------------------------------------------------------
 
 
 def run_summary(table):
@@ -56,6 +116,78 @@ def run_summary(table):
     summary = {k: table[k] for k in SUMMARY_KEYS}
     summary["n_edits"] = len(table["edits"])
     return summary
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def summary_markdown(run_key, summary):
+    """The run's summary: method, parameters, sizes, quality metrics, what
+    the cohesion column means, labels and edits."""
+    params = summary.get("params") or {}
+    param_text = (
+        ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
+    )
+    lines = [
+        f"**{md_text(run_key)}**: {md_code(summary.get('method'))} "
+        f"({md_text(param_text)}) on "
+        f"{md_code(summary.get('embeddings_field'))}; "
+        f"{summary.get('n_clusters')} clusters of "
+        f"{summary.get('n_samples')} samples in "
+        f"{md_code(summary.get('cluster_field'))}",
+    ]
+    metrics = summary.get("metrics") or {}
+    shown = [
+        f"{k.replace('_', ' ')} {_fmt(v) if isinstance(v, float) else v}"
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    if shown:
+        lines.append("Quality: " + md_text(", ".join(shown)))
+    kind = SCORE_KINDS.get(summary.get("score_kind"))
+    if kind is not None:
+        lines.append(f"Cohesion: {kind.cohesion}")
+    if summary.get("label_field"):
+        lines.append(f"Labels in {md_code(summary['label_field'])}")
+    if summary.get("n_edits"):
+        lines.append(
+            f"{summary['n_edits']} manual edits since the run was computed "
+            "(quality metrics predate them)"
+        )
+    return "\n\n".join(lines)
+
+
+def selected_markdown(cid, info):
+    """The heading of the selected cluster."""
+    title = "Noise (cluster -1)" if cid == NOISE_ID else f"Cluster {cid}"
+    if info.get("label"):
+        title += f" · {md_label(info['label'])}"
+    return f"**{title}**: {info.get('size', 0)} samples"
+
+
+def merge_question(source, target):
+    """The question asked before merging: ``source`` and ``target`` are
+    rows of the cluster table."""
+
+    def name(row):
+        text = f"cluster {row['id']}"
+        if row.get("label"):
+            text += f" · {md_label(row['label'])}"
+        return f"**{text}** ({row['size']} samples)"
+
+    return (
+        f"Merge {name(source)} into {name(target)}? Every sample of "
+        f"cluster {source['id']} moves into cluster {target['id']}, and "
+        f"cluster {source['id']} no longer exists. This cannot be undone."
+    )
+
+
+# ----------------------------------------------------------------------
+# Rows, tables and the plot
+# ----------------------------------------------------------------------
 
 
 def first_direction(key, summary):
@@ -90,14 +222,9 @@ def sorted_rows(rows, key, desc):
     return present + missing + noise
 
 
-def _fmt(value, digits=3):
-    if value is None:
-        return ""
-    return f"{value:.{digits}f}"
-
-
-def table_data(rows, selected):
-    """The table's data: one row per cluster, the selected one marked."""
+def table_data(run_key, rows, selected):
+    """A table's content: one row per cluster (its id in a column the
+    table does not show), the selected one marked, and the run."""
     out = []
     selected_rows = []
     for i, r in enumerate(rows):
@@ -110,18 +237,23 @@ def table_data(rows, selected):
                 r["size"],
                 "" if r.get("in_view") is None else r["in_view"],
                 _fmt(r.get("score_mean")),
+                r["id"],
             ]
         )
     return {
-        "columns": list(COLUMN_KEYS),
+        "columns": list(COLUMN_KEYS) + [ID_COLUMN],
         "rows": out,
         "selected_rows": selected_rows,
+        "run_key": run_key,
     }
 
 
-def plot_data(rows, selected):
-    """The sizes plot's traces: one bar per cluster, the selected one and
-    noise in their own colours."""
+def plot_data(run_key, rows, selected):
+    """The sizes plot's traces: one bar per cluster, carrying its cluster
+    id (``ids``, ``customdata``) and the run (``meta``); the selected one
+    and noise in their own colours. No trace without rows."""
+    if not rows:
+        return []
     colors = [
         (
             _BAR_SELECTED
@@ -131,8 +263,7 @@ def plot_data(rows, selected):
         for r in rows
     ]
     hover = [
-        f"cluster {r['id']}"
-        + (f": {r['label']}" if r.get("label") else "")
+        plot_text(cluster_name(r["id"], r.get("label")))
         + f"<br>{r['size']} samples"
         for r in rows
     ]
@@ -143,6 +274,8 @@ def plot_data(rows, selected):
             "x": ["noise" if r["id"] == NOISE_ID else r["id"] for r in rows],
             "y": [r["size"] for r in rows],
             "ids": [r["id"] for r in rows],
+            "customdata": [r["id"] for r in rows],
+            "meta": {"run_key": run_key},
             "text": hover,
             "hoverinfo": "text",
             "textposition": "none",
@@ -151,233 +284,78 @@ def plot_data(rows, selected):
     ]
 
 
-def empty_data():
-    """The panel's data when it shows no run."""
+def panel_content(run_key, rows, selected):
+    """What the panel shows of a run's clusters, by state key: the rows
+    down to the selected cluster (all rows when none is), the rows after
+    it, and the plot."""
+    ids = [r["id"] for r in rows]
+    split = ids.index(selected) + 1 if selected in ids else len(rows)
     return {
-        "clusters_table": table_data([], None),
-        "sizes_plot": [],
+        HEAD: table_data(run_key, rows[:split], selected),
+        TAIL: table_data(run_key, rows[split:], None),
+        PLOT: plot_data(run_key, rows, selected),
     }
 
 
-def summary_markdown(run_key, summary):
-    """The run's summary: method, parameters, sizes, quality metrics, what
-    the cohesion column means, labels and edits."""
-    params = summary.get("params") or {}
-    param_text = (
-        ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
-    )
-    lines = [
-        f"**{run_key}**: `{summary.get('method')}` ({param_text}) on "
-        f"`{summary.get('embeddings_field')}`; "
-        f"{summary.get('n_clusters')} clusters of "
-        f"{summary.get('n_samples')} samples in "
-        f"`{summary.get('cluster_field')}`",
-    ]
-    metrics = summary.get("metrics") or {}
-    shown = [
-        f"{k.replace('_', ' ')} {_fmt(v) if isinstance(v, float) else v}"
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    ]
-    if shown:
-        lines.append("Quality: " + ", ".join(shown))
-    kind = SCORE_KINDS.get(summary.get("score_kind"))
-    if kind is not None:
-        lines.append(f"Cohesion: {kind.cohesion}")
-    if summary.get("label_field"):
-        lines.append(f"Labels in `{summary['label_field']}`")
-    if summary.get("n_edits"):
-        lines.append(
-            f"{summary['n_edits']} manual edits since the run was computed "
-            "(quality metrics predate them)"
-        )
-    return "\n\n".join(lines)
+def empty_content():
+    """The panel's content when it shows no run."""
+    return panel_content(None, [], None)
 
 
-# ----------------------------------------------------------------------
-# Layout
-# ----------------------------------------------------------------------
+def table_rows(table):
+    """The rows of a table's content as dicts (the shown columns and the
+    cluster id)."""
+    if not isinstance(table, dict):
+        return []
+    columns = table.get("columns") or []
+    return [dict(zip(columns, r)) for r in table.get("rows") or []]
 
 
-def render_panel(state, events):
-    """The panel's layout for its ``state``: ``events`` is the panel, whose
-    ``on_*`` methods its inputs call."""
-    panel = types.Object()
-    run_keys = state.runs or []
-    if run_keys:
-        _render_run_choice(panel, state, run_keys, events)
-    _render_tools(panel, state, events)
-    if state.missing:
-        panel.view("missing_notice", types.Warning(label=state.missing))
-    if not run_keys:
-        panel.md(
-            "This dataset has no clustering runs yet: compute "
-            "embeddings, then **Compute clusters**.",
-            name="no_runs",
-        )
-        return _layout(panel)
-    if not state.summary:
-        return _layout(panel)
-    _render_clusters(panel, state, events)
-    if state.cluster is not None and state.cluster_info:
-        _render_selected(panel, state, events)
-    return _layout(panel)
+def row_cluster(table, row, run_key):
+    """The cluster id of row ``row`` of a table's content as the App
+    showed it; ``None`` when the table shows another run or has no such
+    row (the App showed something out of date)."""
+    if not isinstance(table, dict) or table.get("run_key") != run_key:
+        return None
+    rows = table_rows(table)
+    if not 0 <= row < len(rows):
+        return None
+    cid = rows[row].get(ID_COLUMN)
+    return None if cid is None else str(cid)
 
 
-def _render_run_choice(panel, state, run_keys, events):
-    choices = types.DropdownView(label="Clustering run")
-    for key in run_keys:
-        choices.add_choice(key, label=key)
-    panel.enum(
-        "run_key",
-        choices.values(),
-        default=state.run_key,
-        view=choices,
-        on_change=events.on_change_run,
-    )
+def shown_rows(state):
+    """Every row the panel's state shows, in table order."""
+    return table_rows(state.get(HEAD)) + table_rows(state.get(TAIL))
 
 
-def _render_tools(panel, state, events):
-    """The row of buttons that open the plugin's operators."""
-    tools = panel.h_stack("tools", align_x="left", gap=1)
-    _button(tools, events, "compute_clusters", "Compute clusters", "add")
-    _button(
-        tools,
-        events,
-        "label_clusters",
-        "Label clusters",
-        "label",
-        disabled=not state.run_key,
-    )
-    _button(
-        tools,
-        events,
-        "compute_projection",
-        "Compute projection",
-        "scatter_plot",
-    )
-    _button(tools, events, "refresh", "Refresh", "refresh")
-
-
-def _render_clusters(panel, state, events):
-    """The run's summary, the sizes plot and the cluster table."""
-    panel.md(
-        summary_markdown(state.run_key, state.summary),
-        name="summary_text",
-    )
-    panel.md(
-        "Cluster sizes (click a bar to show its samples)",
-        name="chart_title",
-    )
-    panel.plot(
-        "sizes_plot",
-        layout=_PLOT_LAYOUT,
-        config=_PLOT_CONFIG,
-        on_click=events.on_plot_click,
-        height=_PLOT_HEIGHT,
-    )
-    table = types.TableView(
-        on_click_cell=events.on_table_click,
-        # the App's default minimum width overflows a narrow panel
-        componentsProps={"table": {"sx": {"minWidth": 0}}},
-    )
-    for key, label, _ in COLUMNS:
-        table.add_column(
-            key,
-            label=_column_label(key, label, state.sort_by, state.sort_desc),
-        )
-    panel.list(
-        "clusters_table",
-        types.Object(),
-        view=table,
-        label="Clusters (click a row to show it; a header to sort)",
-    )
-
-
-def _render_selected(panel, state, events):
-    """The selected cluster: its title, and how to leave, rename, tag
-    and merge it."""
-    info = state.cluster_info
-    cid = state.cluster
-    panel.md(_selected_title(cid, info), name="selected_title")
-    nav = panel.h_stack("selected_nav", align_x="left", gap=1)
-    _button(nav, events, "show_all", "Show all samples", "close")
-    if cid != NOISE_ID:
-        panel.str(
-            "label_input",
-            label="Label",
-            description="A name for this cluster",
-            default=info.get("label") or "",
-        )
-        _button(panel, events, "rename", "Rename cluster", "edit", True)
-    panel.str(
-        "tag_input",
-        label="Tag",
-        description="Adds this tag to every sample of the cluster",
-    )
-    _button(panel, events, "tag", "Tag samples", "sell", True)
-    _render_merge(panel, _merge_targets(state.order, cid), events)
-
-
-def _render_merge(panel, targets, events):
-    """The merge choice, when the cluster can merge into another."""
-    if not targets:
-        return
-    choices = types.DropdownView(label="Merge into")
-    for c in targets:
-        choices.add_choice(c, label=f"cluster {c}")
-    panel.enum(
-        "merge_into",
-        choices.values(),
-        view=choices,
-        description=("Moves every sample of this cluster into the chosen one"),
-    )
-    _button(panel, events, "merge", "Merge clusters", "merge", True)
-
-
-def _button(container, events, name, label, icon, contained=False, **kwargs):
-    """A button ``name`` that calls the panel's ``on_<name>``: filled
-    (``contained``) for an edit, outlined otherwise."""
-    container.btn(
-        name,
-        label=label,
-        icon=icon,
-        variant="contained" if contained else "outlined",
-        on_click=getattr(events, f"on_{name}"),
-        **kwargs,
-    )
-
-
-def _layout(panel):
-    """The panel's inputs and views stacked from the top left."""
-    return types.Property(
-        panel,
-        view=types.GridView(
-            orientation="vertical",
-            align_x="left",
-            align_y="top",
-            gap=2,
-        ),
-    )
-
-
-def _column_label(key, label, sort_by, sort_desc):
-    """A column's header, with an arrow on the sorted one."""
-    if key == sort_by:
-        label += " ▼" if sort_desc else " ▲"
-    return label
-
-
-def _selected_title(cid, info):
-    """The heading of the selected cluster."""
-    title = "Noise (cluster -1)" if cid == NOISE_ID else f"Cluster {cid}"
-    if info.get("label"):
-        title += f" · {info['label']}"
-    return f"**{title}**: {info.get('size', 0)} samples"
-
-
-def _merge_targets(order, cid):
-    """The clusters that cluster ``cid`` can merge into: none for noise."""
+def merge_targets(state, cid):
+    """The rows of the clusters that cluster ``cid`` can merge into: none
+    for noise."""
     if cid == NOISE_ID:
         return []
-    return [c for c in order or [] if c not in (cid, NOISE_ID)]
+    return [
+        r for r in shown_rows(state) if r[ID_COLUMN] not in (cid, NOISE_ID)
+    ]
+
+
+def plot_layout(base, traces):
+    """The sizes plot's layout for ``traces``: the axes fitted to this
+    run's bars, never kept from another run."""
+    layout = dict(base)
+    ys = [y for t in traces or [] for y in t.get("y") or []]
+    xs = [x for t in traces or [] for x in t.get("x") or []]
+    top = max(ys) if ys else 1
+    layout["yaxis"] = dict(
+        base.get("yaxis") or {}, range=[0, top * 1.08], autorange=False
+    )
+    layout["xaxis"] = dict(
+        base.get("xaxis") or {}, categoryorder="array", categoryarray=xs
+    )
+    return layout
+
+
+def edit_key(cid):
+    """The state key of the inputs of the selected cluster ``cid``: one
+    key per cluster, so a new selection starts with empty inputs."""
+    return "edit_" + ("noise" if cid == NOISE_ID else str(cid))

@@ -2,6 +2,15 @@
 Chromium driven by Playwright (``tests/e2e/explorer.mjs``), and the cluster
 explorer panel opened from the App's "+" menu.
 
+The driver clicks every row and a bar, types into a selected cluster's
+actions and selects another, merges two clusters (confirming), switches
+between an HDBSCAN and a k-means run, renames a cluster to an HTML payload,
+computes a new run from the panel's form and reloads the page; it reports
+what the App showed after each step, and the test checks it against the
+database: the grid shows the clicked cluster, the actions sit right below
+its row and start empty, merging asks first and leaves one row and bar per
+cluster, no row or bar of another run remains, and a label is text.
+
 The test installs what it needs: Debian's ``chromium`` (and Node.js) with
 apt-get when missing and permitted, and the npm package ``playwright-core``
 (version pinned in ``tests/e2e/package.json``) into a cache folder
@@ -169,15 +178,29 @@ def app_server(test_env, tmp_path):
         log.close()
 
 
-def make_color_dataset(name, folder, sizes=(16, 10, 6)):
-    """Small PNG images of three colours, their mean colours (plus a little
-    noise) as embeddings, and a k-means run 'colors' over them."""
+COLORS = (
+    (220, 40, 40),
+    (40, 180, 60),
+    (40, 70, 220),
+    (230, 200, 40),
+    (160, 60, 200),
+)
+# Odd colours that fit no group: HDBSCAN's noise
+ODD_COLORS = ((255, 255, 255), (0, 0, 0), (128, 128, 128), (0, 200, 200))
+PAYLOAD = "<img src=x onerror=alert(1)>"
+MD_PAYLOAD = "![x](x) **bold** [a link](https://example.com)"
+
+
+def make_color_dataset(name, folder, sizes=(14, 11, 9, 7, 5)):
+    """Small PNG images of five colours and four odd ones, with their mean
+    colours (plus a little noise) as embeddings in ``emb``."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    colors = [(220, 40, 40), (40, 180, 60), (40, 70, 220)]
+    groups = [(c, n) for c, n in zip(COLORS, sizes)]
+    groups += [(c, 1) for c in ODD_COLORS]
     samples, X = [], []
-    for g, (color, n) in enumerate(zip(colors, sizes)):
+    for g, (color, n) in enumerate(groups):
         for i in range(n):
             noise = rng.normal(0, 20, (48, 48, 3))
             pixels = np.clip(np.array(color) + noise, 0, 255)
@@ -192,19 +215,74 @@ def make_color_dataset(name, folder, sizes=(16, 10, 6)):
     return ds
 
 
-def test_explorer_in_the_app(
+def run_driver(config, out, server_log):
+    """Runs explorer.mjs; returns its report and a text for failures."""
+    t0 = time.time()
+    try:
+        proc = subprocess.run(
+            ["node", os.path.join(E2E, "explorer.mjs"), json.dumps(config)],
+            capture_output=True,
+            text=True,
+            timeout=540,
+        )
+        returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as e:
+        # The driver writes what it saw after every step
+        returncode, stdout = "timeout", ""
+        stderr = (e.stderr or b"").decode(errors="replace")
+    elapsed = time.time() - t0
+    os.makedirs(OUT, exist_ok=True)
+    for shot in sorted(os.listdir(out)):
+        if shot.endswith(".png"):
+            shutil.copy(out / shot, os.path.join(OUT, shot))
+    detail = (
+        f"browser driver exit {returncode} after {elapsed:.0f} s\n"
+        f"stderr:\n{stderr[-6000:]}\n"
+        f"server log:\n{server_log.read_text()[-3000:]}"
+    )
+    lines = stdout.strip().splitlines()
+    if lines:
+        report = json.loads(lines[-1])
+    else:
+        assert (out / "report.json").exists(), detail
+        report = json.loads((out / "report.json").read_text())
+        report["error"] = f"the browser driver was stopped ({returncode})"
+    logger.info("Browser run took %.0f s: %s", elapsed, report)
+    return report, detail
+
+
+def ids_of(shown):
+    """Cluster ids of the rows a step saw."""
+    return [r[0].replace(" (noise)", "") for r in shown["rows"]]
+
+
+@pytest.fixture
+def explored(
     api, dataset_name, tmp_path, chromium_path, playwright_dir, app_server
 ):
+    """The demo dataset with a k-means run 'hues' and an HDBSCAN run
+    'shades' (with noise), driven through the panel in the App."""
     images = tmp_path / "images"
     images.mkdir()
     ds = make_color_dataset(dataset_name, str(images))
     api.compute_clusters(
-        ds, "colors", "emb", method="kmeans", kmeans__n_clusters=3
+        ds, "hues", "emb", method="kmeans", kmeans__n_clusters=4
     )
-    sizes = ds.count_values("colors_cluster")
-    assert sorted(sizes.values()) == [6, 10, 16]
-    by_size = sorted(sizes, key=lambda c: -sizes[c])
-
+    api.compute_clusters(
+        ds,
+        "shades",
+        "emb",
+        method="hdbscan",
+        reduce="none",
+        normalize=False,
+        hdbscan__min_cluster_size=4,
+    )
+    shades = ds.count_values("shades_cluster")
+    assert "-1" in shades and len(shades) == 6, shades
+    sizes = {
+        "hues": ds.count_values("hues_cluster"),
+        "shades": dict(shades),
+    }
     url, server_log = app_server
     out = tmp_path / "shots"
     out.mkdir()
@@ -214,62 +292,212 @@ def test_explorer_in_the_app(
         chromium=chromium_path,
         outDir=str(out),
         total=len(ds),
-        sizes=sizes,
-        bar=1,
-        row=2,
-        label="blue squares",
+        runs=["shades"],
+        otherRun="hues",
+        # rows of each run after the merge
+        expected={"hues": 4, "shades": 5},
+        rename=PAYLOAD,
+        renameMarkdown=MD_PAYLOAD,
+        newRun=dict(run_key="fresh", method="K-means", n_clusters=3),
     )
-    t0 = time.time()
-    proc = subprocess.run(
-        ["node", os.path.join(E2E, "explorer.mjs"), json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    elapsed = time.time() - t0
+    report, detail = run_driver(config, out, server_log)
+    ds.reload()
+    return ds, sizes, report, detail
 
-    os.makedirs(OUT, exist_ok=True)
-    for shot in sorted(os.listdir(out)):
-        shutil.copy(out / shot, os.path.join(OUT, shot))
-    lines = proc.stdout.strip().splitlines()
-    detail = (
-        f"browser driver exit {proc.returncode} after {elapsed:.0f} s\n"
-        f"stderr:\n{proc.stderr[-4000:]}\nstdout:\n{proc.stdout[-2000:]}\n"
-        f"server log:\n{server_log.read_text()[-3000:]}"
-    )
-    assert lines, detail
-    report = json.loads(lines[-1])
-    assert proc.returncode == 0 and "error" not in report, detail
-    logger.info("Browser run took %.0f s: %s", elapsed, report)
 
-    def count(text):
-        return int(text.replace(",", "").split()[0])
+def test_explorer_in_the_app(explored):
+    """Every check runs; the failure lists each one that failed."""
+    ds, sizes, report, detail = explored
+    assert report.get("start") == len(ds), detail
+    failures = [report["error"]] if "error" in report else []
+    for check in (
+        check_rows_open_their_cluster,
+        check_actions_next_to_the_selection,
+        check_inputs_clear,
+        check_merge_rows_and_bars,
+        check_merge_asks_first,
+        check_run_switch,
+        check_escaping,
+        check_new_run,
+    ):
+        try:
+            check(ds, sizes, report)
+        except AssertionError as e:
+            failures.append(f"{check.__name__}: {e}")
+    assert not failures, "\n\n".join(failures) + "\n\n" + detail
 
-    assert count(report["start"]) == len(ds)
-    # the size chart: one bar per cluster, largest first
-    assert report["bars"] == by_size, detail
-    assert len(report["rows"]) == 3
 
+def by_size(sizes):
+    """Cluster ids, largest first, noise excluded."""
+    return sorted((c for c in sizes if c != "-1"), key=lambda c: -sizes[c])
+
+
+def step(report, name):
+    """What the driver saw at step ``name``; fails when the step failed."""
+    assert name not in report["errors"], report["errors"][name]
+    assert name in report["steps"], f"the driver stopped before {name}"
+    return report["steps"][name]
+
+
+def check_rows_open_their_cluster(ds, sizes, report):
+    """The panel opens on the newest run; every row and a bar show their
+    cluster in the grid."""
+    shades = sizes["shades"]
+    order = by_size(shades)
+    # one bar and row per cluster, largest first, noise last
+    first = step(report, "open")
+    assert first["run"] == "shades"
+    assert ids_of(first) == order + ["-1"], first
+    assert first["bars"] == len(first["rows"]) == 6
+    assert first["x"] == order + ["noise"]
     # the compute_clusters form opened from the panel, filled in
-    assert report["prompt"] == {"embeddings_field": "emb"}
+    assert step(report, "prompt") == {"embeddings_field": "emb"}
+    clicks = step(report, "rows")
+    assert [c["cluster"] for c in clicks] == order + ["-1"]
+    for c in clicks:
+        assert "error" not in c, c
+        assert c["count"] == c["size_cell"] == shades[c["cluster"]], c
+    bar = step(report, "bar")
+    assert bar["cluster"] == order[1]
+    assert bar["count"] == shades[order[1]], bar
+    assert step(report, "show_all")["count"] == len(ds)
 
-    bar, row, rename, show_all = report["steps"]
-    # clicking a bar shows exactly that cluster in the grid
-    assert bar["cluster"] == by_size[1]
-    assert count(bar["count"]) == sizes[by_size[1]] == 10, detail
-    # and so does clicking a row of the table
-    assert row["cluster"] == by_size[2]
-    assert count(row["count"]) == sizes[by_size[2]] == 6, detail
 
-    # the label typed in the panel reached the database and the table
-    small = by_size[2]
-    ds.reload()  # the App server added the label field
-    members = ds.match(F("colors_cluster") == small)
-    assert set(members.values("colors_cluster_label")) == {"blue squares"}
-    labelled = [r for r in report["rows_after_rename"] if "blue squares" in r]
-    assert len(labelled) == 1 and labelled[0].split()[0] == small
-    assert count(rename["count"]) == 6
+def check_actions_next_to_the_selection(ds, sizes, report):
+    """The selected cluster's title and actions start right below its
+    row, whichever row it is."""
+    for c in step(report, "rows"):
+        assert c["actions_gap"] is not None, c
+        assert 0 <= c["actions_gap"] < 60, (
+            f"the actions of cluster {c['cluster']} are "
+            f"{c['actions_gap']} px below its row, not next to it"
+        )
 
-    assert count(show_all["count"]) == len(ds)
-    for shot in ("explorer_bar.png", "explorer_renamed.png"):
-        assert (out / shot).stat().st_size > 10000
+
+def check_inputs_clear(ds, sizes, report):
+    """A new selection starts with empty inputs."""
+    inputs = step(report, "inputs")
+    assert inputs["typed"] == {"label": "draft name", "tag": "draft-tag"}
+    assert inputs["after"]["cluster"] == by_size(sizes["shades"])[1]
+    assert inputs["after"]["label"] == "", inputs
+    assert inputs["after"]["tag"] == "", inputs
+    assert inputs["after"]["merge"] == "", inputs
+
+
+def check_merge_asks_first(ds, sizes, report):
+    """Merging asks first, offering each cluster with its label and
+    size."""
+    shades = sizes["shades"]
+    order = by_size(shades)
+    merge = step(report, "merge")
+    source, into = merge["source"], merge["into"]
+    assert (source, into) == (order[-2], order[0])
+    assert merge["asked"], "merging did not ask for confirmation"
+    assert f"cluster {source} ({shades[source]} samples)" in (
+        merge["question"]
+    )
+    assert f"cluster {into} ({shades[into]} samples)" in merge["question"]
+    assert merge["rows_while_asked"] == merge["rows_before"] == 6
+    others = [c for c in order if c != source]
+    assert merge["options"] == [
+        f"cluster {c} ({shades[c]} samples)" for c in others
+    ], merge["options"]
+
+
+def check_merge_rows_and_bars(ds, sizes, report):
+    """After a merge the header, chart and table agree: one cluster
+    fewer, the merged-into one selected, nothing merged away shown."""
+    merge = step(report, "merge")
+    into = merge["into"]
+    after = merge["after"]
+    merged = merged_sizes(sizes, report)
+    assert ds.count_values("shades_cluster") == merged
+    assert len(after["rows"]) == len(merged), (
+        f"{len(after['rows'])} rows for {len(merged)} clusters: "
+        f"{after['rows']}"
+    )
+    assert sorted(ids_of(after)) == sorted(merged), after
+    assert after["bars"] == len(merged), after
+    assert after["x"] == [r[0].split()[0] for r in after["rows"]][:-1] + [
+        "noise"
+    ]
+    assert after["selected_bars"] == [into], after
+    assert merge["count"] == merge["size"] == merged[into]
+
+
+def merged_sizes(sizes, report):
+    """The HDBSCAN run's cluster sizes after the merge."""
+    merge = report["steps"]["merge"]
+    merged = {c: n for c, n in sizes["shades"].items() if c != merge["source"]}
+    merged[merge["into"]] += sizes["shades"][merge["source"]]
+    return merged
+
+
+def check_run_switch(ds, sizes, report):
+    """Switching runs leaves nothing of the other run."""
+    switch = step(report, "switch")
+    hues = switch["hues"]
+    assert hues["run"] == "hues"
+    assert len(hues["rows"]) == len(sizes["hues"]), (
+        f"{len(hues['rows'])} rows for the {len(sizes['hues'])} clusters "
+        f"of the k-means run: {hues['rows']}"
+    )
+    assert sorted(ids_of(hues)) == sorted(sizes["hues"]), hues
+    assert hues["bars"] == 4 and "noise" not in hues["x"], hues
+    assert {r[0]: int(r[2]) for r in hues["rows"]} == sizes["hues"]
+    # the grid left the other run's cluster
+    assert hues["count"] == len(ds)
+    back = switch["shades"]
+    assert sorted(ids_of(back)) == sorted(merged_sizes(sizes, report)), back
+    assert back["bars"] == 5
+
+
+def check_escaping(ds, sizes, report):
+    """Labels are text, never markup: an HTML label and a Markdown label
+    show as typed in the table, the selected cluster's title and the
+    bar's hover, and make no element and run no script."""
+    assert report["dialogs"] == [], "a label ran a script"
+    failures = []
+    for name, payload in (
+        ("rename", PAYLOAD),
+        ("rename_markdown", MD_PAYLOAD),
+    ):
+        try:
+            check_label_is_text(ds, step(report, name), payload)
+        except AssertionError as e:
+            failures.append(f"{payload!r}: {e}")
+    assert not failures, "\n".join(failures)
+
+
+def check_label_is_text(ds, rename, payload):
+    """What the driver saw after renaming a cluster to ``payload``."""
+    assert rename["img_elements"] == 0, f"it became an <img>: {rename}"
+    assert rename["link_elements"] == 0, f"it became a link: {rename}"
+    assert rename["bold_elements"] == 0, f"it became bold: {rename}"
+    assert rename["row"][1] == payload, rename
+    assert payload in rename["title"], rename
+    assert rename["hover"] is not None, rename
+    assert payload in rename["hover"], rename
+    members = ds.match(F("shades_cluster") == rename["cluster"])
+    assert set(members.values("shades_cluster_label")) == {payload}
+
+
+def check_new_run(ds, sizes, report):
+    """A run computed from the panel: its rows, no phantom, each opens;
+    a page reload shows the same."""
+    new = step(report, "new_run")
+    fresh = ds.count_values("fresh_cluster")
+    assert new["after"]["run"] == "fresh"
+    assert len(new["after"]["rows"]) == len(fresh), (
+        f"{len(new['after']['rows'])} rows for the {len(fresh)} clusters "
+        f"of the new run: {new['after']['rows']}"
+    )
+    assert sorted(ids_of(new["after"])) == sorted(fresh), new["after"]
+    assert new["after"]["bars"] == 3
+    for c in new["clicks"]:
+        assert "error" not in c, c
+        assert c["count"] == c["size_cell"] == fresh[c["cluster"]], c
+
+    reload = step(report, "reload")
+    assert sorted(ids_of(reload["after"])) == sorted(fresh), reload
+    assert reload["after"]["rows"] == reload["before"]["rows"]

@@ -371,7 +371,10 @@ def test_delegated_runs_with_the_cli_launcher(
     )
     assert queued.delegated
     good_id = queued.result["id"]
-    # request_delegation=True is honoured on a small view too
+    # request_delegation=True is honoured on a small view too. The form
+    # refuses a field that does not exist before anything is queued, so
+    # this one goes away after queueing: only the run can find out
+    dataset.clone_sample_field("emb", "no_such_field")
     queued = foo.execute_operator(
         CLUSTERS,
         dict(view=dataset.view()),
@@ -385,6 +388,7 @@ def test_delegated_runs_with_the_cli_launcher(
     )
     assert queued.delegated
     bad_id = queued.result["id"]
+    dataset.delete_sample_field("no_such_field")
     # Another heavy operator, whose images are read by worker processes
     queued = foo.get_operator(f"{PLUGIN}/compute_embeddings")(
         dataset.limit(24),
@@ -512,14 +516,19 @@ def test_delegated_runs_with_the_cli_launcher(
 # --------------------------------------------------------------------------
 
 
+# Context keys the App sends with every request, and Python does not
+APP_KEYS = dict(filters={}, extended=None, sample_selection_style={})
+
+
 def _options(dataset, params, uri=CLUSTERS, **request):
     """The execution options the App is offered, as its server resolves
-    them."""
+    them (with ``app=False``: those of a request from Python)."""
     from fiftyone.operators.executor import resolve_execution_options
     from fiftyone.operators.registry import OperatorRegistry
 
+    app = APP_KEYS if request.pop("app", True) else {}
     request_params = dict(
-        dataset_name=dataset.name, view=[], params=params, **request
+        dataset_name=dataset.name, view=[], params=params, **app, **request
     )
     return asyncio.run(
         resolve_execution_options(OperatorRegistry(), uri, request_params)
@@ -563,12 +572,16 @@ def test_delegation_choice_follows_the_form_and_view_size(
     opts = _options(dataset, params, request_delegation=True)
     assert opts.allow_delegated_execution
 
-    # Larger than the threshold: delegated by default, still a choice
+    # Larger than the threshold: delegated by default in the App's form,
+    # still a choice; from Python, it runs now unless asked
     monkeypatch.setitem(common.DELEGATION_THRESHOLD, "compute_clusters", 10)
     opts = _options(dataset, params)
     assert opts.allow_delegated_execution
     assert not opts.allow_immediate_execution
     assert _delegate_default(dataset, params) is True
+    opts = _options(dataset, params, app=False)
+    assert opts.allow_immediate_execution
+    assert not opts.allow_delegated_execution
     opts = _options(dataset, dict(params, delegate=False))
     assert opts.allow_immediate_execution
     assert not opts.allow_delegated_execution

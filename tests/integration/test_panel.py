@@ -9,6 +9,7 @@ real database.
 """
 
 import copy
+import importlib
 import threading
 
 import numpy as np
@@ -102,6 +103,37 @@ def snapshot(ds):
 # ----------------------------------------------------------------------
 
 
+def lodash_merge(old, new):
+    """``lodash.merge`` of one value into another, as the App combines a
+    panel's state and data: dicts key by key, lists index by index (a
+    shorter list keeps the old one's tail), anything else replaced."""
+    if isinstance(new, dict):
+        out = copy.deepcopy(old) if isinstance(old, dict) else {}
+        for k, v in new.items():
+            out[k] = lodash_merge(out.get(k), v)
+        return out
+    if isinstance(new, list):
+        out = copy.deepcopy(old) if isinstance(old, list) else []
+        for i, v in enumerate(new):
+            if i < len(out):
+                out[i] = lodash_merge(out[i], v)
+            else:
+                out.append(lodash_merge(None, v))
+        return out
+    return copy.deepcopy(new)
+
+
+def merge_arrays_replaced(old, new):
+    """The App's merge of an input change into a panel's state: dicts key
+    by key, lists and anything else replaced."""
+    if isinstance(new, dict):
+        out = copy.deepcopy(old) if isinstance(old, dict) else {}
+        for k, v in new.items():
+            out[k] = merge_arrays_replaced(out.get(k), v)
+        return out
+    return copy.deepcopy(new)
+
+
 class App:
     """Sends panel events as the App does and applies what they trigger.
 
@@ -110,6 +142,10 @@ class App:
     into the ``__method__`` param); the panel answers with triggered
     operations that patch its state and data, show its rendered schema,
     set the App's view, open operator prompts or notify.
+
+    Like FiftyOne 1.22's App, it shows ``lodash.merge(state, data)``
+    (:meth:`display`), and an input change (:meth:`type`) copies everything
+    shown into the state.
     """
 
     def __init__(self, dataset):
@@ -177,9 +213,73 @@ class App:
             raise AssertionError(f"Unexpected operation {op}: {params}")
         return False
 
+    def display(self):
+        """What the App shows: the panel's state merged with its data."""
+        return lodash_merge(lodash_merge({}, self.state), self.data)
+
     def type(self, path, value):
-        """The user types into an input: the App stores it in the state."""
-        pydash.set_(self.state, path, value)
+        """The user types into an input: the App copies what it shows into
+        the state, with the input's new value."""
+        shown = self.display()
+        pydash.set_(shown, path, value)
+        self.state = merge_arrays_replaced(self.state, shown)
+
+    def edit(self, cid, path, value):
+        """Types into an input of the selected cluster ``cid``:
+        ``rename.label``, ``tag.text`` or ``merge.into``."""
+        key = "edit_" + ("noise" if cid == NOISE else cid)
+        self.type(f"{key}.{path}", value)
+
+    def reload_page(self):
+        """A page reload: the App keeps the panel's state, not its data,
+        and loads the panel again."""
+        self.data = {}
+        self.call("on_load")
+
+    # Clicks --------------------------------------------------------------
+
+    def click(self, *path):
+        """Clicks the button at ``path`` of the rendered panel, with the
+        params it carries."""
+        view = self.prop(*path)["view"]
+        method = view["operator"].split("#", 1)[1]
+        return self.call(method, **(view.get("params") or {}))
+
+    def click_row(self, row, table="clusters_table"):
+        """Clicks the first cell of row ``row`` of a part of the table."""
+        self.call(
+            "on_table_click",
+            row=row,
+            column=0,
+            path=table,
+            event="on_click_cell",
+        )
+
+    def click_cluster(self, cid):
+        """Clicks the row that shows cluster ``cid``."""
+        for table in ("clusters_table", "clusters_after"):
+            ids = [r["cluster_id"] for r in self.table_rows(table)]
+            if cid in ids:
+                return self.click_row(ids.index(cid), table)
+        raise AssertionError(f"no row shows cluster {cid}")
+
+    def click_bar(self, index):
+        """Clicks bar ``index`` of the sizes plot, as Plotly reports it."""
+        (trace,) = self.display()["sizes_plot"]
+        point = {
+            k: trace[k][index]
+            for k in ("x", "y", "ids", "customdata")
+            if k in trace
+        }
+        point["id"] = point.pop("ids", None)
+        data = {k: v for k, v in trace.items() if k not in ("x", "y")}
+        self.call(
+            "on_plot_click",
+            pointIndex=index,
+            data=data,
+            trace=trace.get("name"),
+            **point,
+        )
 
     # What the rendered panel shows -------------------------------------
 
@@ -196,13 +296,54 @@ class App:
         except (KeyError, TypeError):
             return False
 
+    def table_rows(self, table="clusters_table"):
+        """The rows one part of the table shows (with the cluster id of
+        each row), or none when the panel does not show that part."""
+        if not self.has(table):
+            return []
+        content = self.display().get(table) or {}
+        columns = content.get("columns") or []
+        return [dict(zip(columns, r)) for r in content.get("rows") or []]
+
     def rows(self):
-        table = self.data["clusters_table"]
-        return [dict(zip(table["columns"], r)) for r in table["rows"]]
+        """Every row the table shows, in order."""
+        return self.table_rows("clusters_table") + self.table_rows(
+            "clusters_after"
+        )
+
+    def ids(self):
+        return [r["cluster_id"] for r in self.rows()]
+
+    def bars(self):
+        """The sizes plot's trace as shown."""
+        (trace,) = self.display()["sizes_plot"]
+        return trace
+
+    def selected(self):
+        """The clusters the table and the plot show as selected."""
+        rows = [
+            self.table_rows("clusters_table")[i]["cluster_id"]
+            for i in self.display()["clusters_table"]["selected_rows"]
+        ]
+        trace = self.bars()
+        bars = [
+            c
+            for c, color in zip(trace["ids"], trace["marker"]["color"])
+            if color == "#2c7be5"
+        ]
+        return rows, bars
+
+    def edit_key(self):
+        cid = self.state.get("cluster")
+        return "edit_" + ("noise" if cid == NOISE else cid)
 
     def last_error(self):
         errors = [n for n in self.notifications if n["variant"] == "error"]
         return errors[-1]["message"] if errors else None
+
+    def last_warning(self):
+        warnings = [n for n in self.notifications if n["variant"] == "warning"]
+        return warnings[-1]["message"] if warnings else None
 
 
 # ----------------------------------------------------------------------
@@ -482,7 +623,7 @@ def test_panel_without_runs_offers_compute_clusters(dataset_name, plugin):
     app.call("on_load")
     assert app.state["runs"] == []
     assert app.state["run_key"] is None
-    assert app.data["clusters_table"]["rows"] == []
+    assert app.rows() == []
     assert app.has("no_runs")
     assert not app.has("run_key")
     btn = app.prop("tools", "compute_clusters")["view"]
@@ -515,21 +656,25 @@ def test_panel_loads_run_summary_table_and_plot(api, km):
 
     rows = app.rows()
     assert [r["size"] for r in rows] == [40, 25, 15]
-    assert [r["id"] for r in rows] == state["order"]
     sizes = sizes_by_id(km, "km_cluster")
-    assert {r["id"]: r["size"] for r in rows} == sizes
+    assert {r["cluster_id"]: r["size"] for r in rows} == sizes
     assert all(float(r["score_mean"]) > 0 for r in rows)
     assert all(r["in_view"] == r["size"] for r in rows)
 
-    (trace,) = app.data["sizes_plot"]
+    # one bar per row, carrying its cluster and run
+    trace = app.bars()
     assert trace["type"] == "bar"
-    assert trace["ids"] == state["order"]
+    assert trace["ids"] == trace["customdata"] == app.ids()
+    assert trace["meta"] == {"run_key": "km"}
     assert trace["y"] == [40, 25, 15]
 
     # The rendered schema: a plotly plot and a table wired to the panel
     plot = app.prop("sizes_plot")["view"]
     assert plot["name"] == "PlotlyView"
     assert plot["on_click"] == f"{URI}#on_plot_click"
+    # the axes fit this run's bars
+    assert plot["layout"]["yaxis"]["range"] == [0, pytest.approx(40 * 1.08)]
+    assert plot["layout"]["xaxis"]["categoryarray"] == trace["x"]
     table = app.prop("clusters_table")["view"]
     assert table["name"] == "TableView"
     assert [c["key"] for c in table["columns"]] == [
@@ -540,18 +685,17 @@ def test_panel_loads_run_summary_table_and_plot(api, km):
         "score_mean",
     ]
     assert table["on_click_cell"] == f"{URI}#on_table_click"
+    assert not app.has("clusters_after")  # no selection: one table
     assert "kmeans" in app.prop("summary_text")["default"]
-    # only inputs share a name with state (the App stores their values
-    # there); everything else shown comes from the data or the schema
-    inputs = {"run_key", "label_input", "tag_input", "merge_into"}
+
+    # What the panel shows is kept whole in its state, stamped with the
+    # run; nothing in its data, which the App would merge into it
+    assert app.data == {}
+    for key in ("clusters_table", "clusters_after"):
+        assert state[key]["run_key"] == "km"
+    # only inputs and what the panel shows share a name with the state
     shown = set(app.schema["type"]["properties"])
-    assert shown & (set(state) | set(app.data)) <= inputs | {
-        "clusters_table",
-        "sizes_plot",
-    }
-    # state stays small: no rows or traces in it
-    assert "clusters_table" not in state and "sizes_plot" not in state
-    assert len(repr(state)) < 2000
+    assert shown & set(state) <= {"run_key", "clusters_table", "sizes_plot"}
 
 
 def test_panel_sorts_by_clicked_header(km, plugin):
@@ -561,7 +705,7 @@ def test_panel_sorts_by_clicked_header(km, plugin):
     app.call("on_table_click", row=-1, column=2)  # size: toggles
     assert [r["size"] for r in app.rows()] == [15, 25, 40]
     app.call("on_table_click", row=-1, column=0)  # id ascending
-    assert [r["id"] for r in app.rows()] == ["0", "1", "2"]
+    assert app.ids() == ["0", "1", "2"]
     assert app.state["sort_by"] == "id"
     labels = [
         c["label"] for c in app.prop("clusters_table")["view"]["columns"]
@@ -570,16 +714,16 @@ def test_panel_sorts_by_clicked_header(km, plugin):
     app.call("on_table_click", row=-1, column=4)  # cohesion: tightest first
     scores = [float(r["score_mean"]) for r in app.rows()]
     assert scores == sorted(scores)
-    assert app.state["order"] == [r["id"] for r in app.rows()]
+    assert app.bars()["ids"] == app.ids()
 
 
 def test_panel_selects_cluster_and_shows_it_in_the_grid(km, plugin):
     app = App(km)
     app.call("on_load")
-    order = app.state["order"]
+    order = app.ids()
 
     # click the second bar
-    app.call("on_plot_click", id=order[1], idx=1, x=order[1], y=25)
+    app.click_bar(1)
     cid = order[1]
     assert app.state["cluster"] == cid
     assert app.view.count() == 25
@@ -589,27 +733,40 @@ def test_panel_selects_cluster_and_shows_it_in_the_grid(km, plugin):
     assert app.view_changes == 1
     # the App's view change kept the selection
     assert app.state["cluster"] == cid
-    assert app.data["clusters_table"]["selected_rows"] == [1]
-    (trace,) = app.data["sizes_plot"]
-    assert len(set(trace["marker"]["color"])) == 2
-    in_view = {r["id"]: r["in_view"] for r in app.rows()}
+    assert app.selected() == ([cid], [cid])
+    in_view = {r["cluster_id"]: r["in_view"] for r in app.rows()}
     assert in_view == {c: (25 if c == cid else 0) for c in order}
     assert app.state["cluster_info"]["size"] == 25
-    assert app.has("label_input") and app.has("merge_into")
 
-    # click a table row
-    app.call("on_table_click", row=2, column=1)
+    # The table splits at the selected row; its actions sit right below
+    # it, and its buttons carry its id
+    assert [r["cluster_id"] for r in app.table_rows()] == order[:2]
+    after = app.table_rows("clusters_after")
+    assert [r["cluster_id"] for r in after] == order[2:]
+    key = app.edit_key()
+    names = list(app.schema["type"]["properties"])
+    assert names.index("clusters_table") + 1 == names.index("selected_title")
+    assert names.index("selected_title") + 1 == names.index(key)
+    assert names.index(key) + 1 == names.index("clusters_after")
+    assert app.has(key, "rename", "label") and app.has(key, "merge", "into")
+    for name in ("rename", "tag", "merge"):
+        button = app.prop(key, name, name)["view"]
+        assert button["params"] == {"cluster": cid}
+
+    # click the row after it
+    app.click_cluster(order[2])
     assert app.state["cluster"] == order[2]
     assert app.view.count() == 15
+    assert app.ids() == order
 
     # back to every sample
-    app.call("on_show_all")
+    app.click(app.edit_key(), "show_all")
     assert app.state["cluster"] is None
     assert app.view.count() == len(km)
-    assert not app.has("label_input")
+    assert not app.has("clusters_after") and len(app.rows()) == 3
 
     # the user changes the view elsewhere: the selection goes
-    app.call("on_plot_click", id=order[0])
+    app.click_bar(0)
     assert app.view.count() == 40
     app.view = km.limit(3)
     app.call("on_change_view")
@@ -622,8 +779,8 @@ def test_panel_selects_cluster_and_shows_it_in_the_grid(km, plugin):
 def test_panel_keeps_selection_under_sidebar_filters(km, plugin):
     app = App(km)
     app.call("on_load")
-    cid = app.state["order"][0]
-    app.call("on_table_click", row=0, column=0)
+    cid = app.ids()[0]
+    app.click_row(0)
     app.view = app.view.match(F("km_distance") < 100)
     app.call("on_change_view")
     assert app.state["cluster"] == cid
@@ -632,55 +789,118 @@ def test_panel_keeps_selection_under_sidebar_filters(km, plugin):
 def test_panel_renames_tags_and_merges(api, km):
     app = App(km)
     app.call("on_load")
-    order = app.state["order"]
-    big, mid, small = order
+    big, mid, small = app.ids()
 
-    app.call("on_plot_click", id=mid)
-    assert app.state["label_input"] == ""
-    app.type("label_input", "medium blobs")
-    app.call("on_rename")
+    app.click_bar(1)
+    key = app.edit_key()
+    assert app.display()[key] == {"rename": {"label": ""}}
+    app.edit(mid, "rename.label", "medium blobs")
+    app.click(key, "rename", "rename")
     assert app.notifications[-1]["variant"] == "success"
     members = km.match(F("km_cluster") == mid)
     assert set(members.values("km_cluster_label")) == {"medium blobs"}
-    assert {r["id"]: r["label"] for r in app.rows()}[mid] == "medium blobs"
+    labels = {r["cluster_id"]: r["label"] for r in app.rows()}
+    assert labels[mid] == "medium blobs"
     assert app.state["cluster_info"]["label"] == "medium blobs"
     assert "km_cluster_label" in app.prop("summary_text")["default"]
 
-    app.type("tag_input", "check")
-    app.call("on_tag")
+    app.edit(mid, "tag.text", "check")
+    app.click(key, "tag", "tag")
     assert km.count_sample_tags() == {"check": 25}
     assert app.reloads >= 2
 
-    # merge the selected cluster into the small one
-    app.type("merge_into", small)
-    app.call("on_merge")
+    # merging the selected cluster into the small one asks first
+    app.edit(mid, "merge.into", small)
+    before = snapshot(km)
+    app.click(key, "merge", "merge")
+    assert app.last_error() is None
+    assert snapshot(km) == before
+    question = app.prop(key, "merge_question")["default"]
+    assert f"cluster {mid} · `medium blobs`** (25 samples)" in question
+    assert f"**cluster {small}** (15 samples)" in question
+    confirm = app.prop(key, "confirm", "confirm_merge")["view"]
+    assert confirm["params"] == {"cluster": mid, "into": small}
+    app.click(key, "confirm", "cancel_merge")
+    assert not app.has(key, "merge_question")
+    assert snapshot(km) == before
+
+    app.click(key, "merge", "merge")
+    app.click(key, "confirm", "confirm_merge")
     assert app.last_error() is None
     assert sizes_by_id(km, "km_cluster") == {big: 40, small: 40}
     assert app.state["cluster"] == small
-    assert app.state["merge_into"] is None
     assert app.view.count() == 40
     assert set(app.view.values("km_cluster")) == {small}
-    assert {r["id"]: r["size"] for r in app.rows()} == {big: 40, small: 40}
-    assert app.state["order"] == [r["id"] for r in app.rows()]
+    assert {r["cluster_id"]: r["size"] for r in app.rows()} == {
+        big: 40,
+        small: 40,
+    }
+    assert app.bars()["ids"] == app.ids()
+    assert app.selected() == ([small], [small])
     assert app.state["summary"]["n_clusters"] == 2
     assert app.state["summary"]["n_edits"] == 2
+    # the inputs of the merged cluster went with it
+    assert app.state[key] is None and not app.has(key)
     results = api.load_clustering_results(km, "km")
     assert results["clusters"][small]["size"] == 40
     assert mid not in results["clusters"]
 
 
+def test_panel_merge_choices_show_labels_and_sizes(api, km):
+    big, mid, small = by_size(km)
+    api.rename_cluster(km, "km", small, "small ones")
+    app = App(km)
+    app.call("on_load")
+    app.click_cluster(big)
+    choices = app.prop(app.edit_key(), "merge", "into")["view"]["choices"]
+    assert [(c["value"], c["label"]) for c in choices] == [
+        (mid, f"cluster {mid} (25 samples)"),
+        (small, f"cluster {small} · small ones (15 samples)"),
+    ]
+
+
+def test_panel_inputs_start_empty_for_each_selection(api, km):
+    a, b, c = by_size(km)
+    api.rename_cluster(km, "km", b, "bees")
+    app = App(km)
+    app.call("on_load")
+    app.click_cluster(a)
+    key_a = app.edit_key()
+    app.edit(a, "rename.label", "typed")
+    app.edit(a, "tag.text", "typed")
+    app.edit(a, "merge.into", c)
+    app.click(key_a, "merge", "merge")
+    assert app.has(key_a, "merge_question")
+
+    app.click_cluster(b)
+    key_b = app.edit_key()
+    assert key_b != key_a
+    assert app.state[key_a] is None and not app.has(key_a)
+    assert app.state["confirm_merge"] is None
+    # the new selection's inputs: its label, nothing else
+    assert app.display()[key_b] == {"rename": {"label": "bees"}}
+    assert not app.has(key_b, "merge_question")
+
+    # and so when the first one is selected again
+    app.click_cluster(a)
+    assert app.display()[key_a] == {"rename": {"label": ""}}
+    assert app.state[key_b] is None
+
+
 def test_panel_reports_bad_edits_without_writing(km, plugin):
     app = App(km)
     app.call("on_load")
-    app.call("on_table_click", row=0, column=0)
+    app.click_row(0)
+    cid = app.state["cluster"]
+    key = app.edit_key()
     before = snapshot(km)
-    app.type("label_input", "   ")
-    app.call("on_rename")
+    app.edit(cid, "rename.label", "   ")
+    app.click(key, "rename", "rename")
     assert "label must be a non-empty string" in app.last_error()
-    app.type("tag_input", "")
-    app.call("on_tag")
+    app.edit(cid, "tag.text", "")
+    app.click(key, "tag", "tag")
     assert "tag must be a non-empty string" in app.last_error()
-    app.call("on_merge")
+    app.click(key, "merge", "merge")
     assert "Choose the cluster to merge into" in app.last_error()
     assert snapshot(km) == before
 
@@ -690,28 +910,194 @@ def test_panel_shows_noise_as_such(hdb, plugin):
     app.call("on_load")
     rows = app.rows()
     assert rows[-1]["id"] == "-1 (noise)"
-    assert app.state["order"][-1] == NOISE
-    (trace,) = app.data["sizes_plot"]
+    assert app.ids()[-1] == NOISE
+    trace = app.bars()
     assert trace["x"][-1] == "noise"
     assert trace["ids"][-1] == NOISE
+    assert trace["marker"]["color"][-1] == "#9e9e9e"
     assert "strength" in app.prop("summary_text")["default"]
 
     n_noise = sizes_by_id(hdb, "hd_cluster")[NOISE]
-    app.call("on_plot_click", id=NOISE)
+    app.click_bar(len(rows) - 1)
     assert app.view.count() == n_noise
     assert app.state["cluster"] == NOISE
     assert "Noise" in app.prop("selected_title")["default"]
-    assert not app.has("label_input") and not app.has("merge_into")
-    assert app.has("tag_input")
+    key = app.edit_key()
+    assert key == "edit_noise"
+    assert not app.has(key, "rename") and not app.has(key, "merge")
+    assert app.has(key, "tag", "text")
     # sorting keeps the noise bucket last
     app.call("on_table_click", row=-1, column=2)
-    assert app.state["order"][-1] == NOISE
+    assert app.ids()[-1] == NOISE
+
+
+def test_panel_replaces_what_it_shows_after_a_merge(api, hdb):
+    """The App merges a panel's data into what it copied of it into the
+    state, list index by list index: after a merge, a run change or a new
+    run, nothing of what was shown before may stay."""
+    app = App(hdb)
+    app.call("on_load")
+    ids = app.ids()
+    source, into = ids[-2], ids[0]
+    app.click_cluster(source)
+    key = app.edit_key()
+    app.edit(source, "merge.into", into)  # the App copies what it shows
+    app.click(key, "merge", "merge")
+    app.click(key, "confirm", "confirm_merge")
+
+    def check():
+        assert len(app.rows()) == len(ids) - 1
+        assert sorted(app.ids()) == sorted(c for c in ids if c != source)
+        trace = app.bars()
+        assert trace["ids"] == app.ids()
+        assert len(trace["x"]) == len(trace["y"]) == len(ids) - 1
+        assert app.selected() == ([into], [into])
+
+    check()
+    app.call("on_refresh")
+    check()
+    app.reload_page()
+    check()
+
+
+def test_panel_run_switch_leaves_nothing_of_the_other_run(api, hdb):
+    api.compute_clusters(
+        hdb, "km", "emb", method="kmeans", kmeans__n_clusters=2
+    )
+    km_sizes = sizes_by_id(hdb, "km_cluster")
+    app = App(hdb)
+    app.call("on_load")
+    app.call("on_change_run", value="hd")
+    hd_ids = app.ids()
+    assert NOISE in hd_ids and len(hd_ids) > 2
+    app.click_cluster(hd_ids[1])
+    app.edit(hd_ids[1], "tag.text", "draft")  # the App copies what it shows
+
+    # The App may announce a view change before the run change
+    app.type("run_key", "km")
+    app.call("on_change_view")
+    app.call("on_change_run", value="km")
+    assert app.state["run_key"] == "km"
+    assert sorted(app.ids()) == sorted(km_sizes)
+    assert {r["cluster_id"]: r["size"] for r in app.rows()} == km_sizes
+    trace = app.bars()
+    assert trace["ids"] == app.ids() and "noise" not in trace["x"]
+    assert trace["meta"] == {"run_key": "km"}
+    top = max(km_sizes.values())
+    yaxis = app.prop("sizes_plot")["view"]["layout"]["yaxis"]
+    assert yaxis["range"] == [0, pytest.approx(top * 1.08)]
+    # nothing of the other run is selected, nor in the grid
+    assert app.state["cluster"] is None
+    assert app.view.count() == len(hdb)
+    assert not [k for k, v in app.state.items() if k.startswith("edit_") and v]
+
+    app.type("run_key", "hd")
+    app.call("on_change_run", value="hd")
+    assert app.ids() == hd_ids
+    assert app.bars()["ids"] == hd_ids
+
+
+def test_panel_new_run_replaces_the_table(api, hdb):
+    app = App(hdb)
+    app.call("on_load")
+    ids = app.ids()
+    app.click_cluster(ids[0])
+    app.edit(ids[0], "tag.text", "draft")  # the App copies what it shows
+    app.call("on_compute_clusters")
+    out = api.compute_clusters(
+        hdb, "two", "emb", method="kmeans", kmeans__n_clusters=2
+    )
+    app.call("on_operator_done", result=out, original_params={})
+    assert app.state["run_key"] == "two"
+    assert sorted(app.ids()) == ["0", "1"]
+    assert len(app.rows()) == 2 and len(app.bars()["x"]) == 2
+    assert app.state["cluster"] is None
+    assert app.view.count() == len(hdb)  # the grid left the old cluster
+    app.reload_page()
+    assert sorted(app.ids()) == ["0", "1"]
+
+
+def test_panel_refuses_clicks_on_what_is_out_of_date(api, km):
+    """A click carries its cluster: a row is resolved against the rows the
+    App showed, a bar by its id and run, a button by the cluster it was
+    shown for; anything shown for another run or selection is refused,
+    said, and the panel reloads."""
+    app = App(km)
+    app.call("on_load")
+    shown_table = copy.deepcopy(app.state["clusters_table"])
+    shown_plot = copy.deepcopy(app.state["sizes_plot"])
+
+    app.click_row(5)  # no such row
+    assert "out of date" in app.last_warning()
+    assert app.state.get("cluster") is None
+
+    api.compute_clusters(
+        km, "km2", "emb", method="kmeans", kmeans__n_clusters=2
+    )
+    app.call("on_change_run", value="km2")
+    n = len(app.notifications)
+    # the App still shows the rows and bars of run 'km'
+    app.state["clusters_table"] = shown_table
+    app.state["sizes_plot"] = shown_plot
+    app.click_row(0)
+    assert len(app.notifications) == n + 1
+    assert "out of date" in app.last_warning()
+    assert app.state["cluster"] is None and app.view.count() == len(km)
+    assert app.state["clusters_table"]["run_key"] == "km2"  # reloaded
+    app.state["sizes_plot"] = shown_plot
+    app.click_bar(0)
+    assert len(app.notifications) == n + 2
+    assert app.state["cluster"] is None and app.view.count() == len(km)
+
+    # a button shown for another selection
+    a, b = app.ids()
+    app.click_cluster(a)
+    app.edit(a, "rename.label", "late")
+    app.call("on_rename", cluster=b)
+    assert "out of date" in app.last_warning()
+    assert "km2_cluster_label" not in km.get_field_schema()
+
+
+def test_panel_escapes_labels(api, km):
+    """Labels from users or an LLM are text: inline code in the panel's
+    Markdown (no HTML, emphasis, link or autolink in a code span), entities
+    in the plot's hover text, as they are in the table."""
+    view_module = importlib.import_module(
+        api.__name__.rsplit(".", 1)[0] + ".panels.explorer_view"
+    )
+    payload = "<img src=x onerror=alert(1)>"
+    markdown = "**bold** [a](http://x) `c` # h"
+    big, mid, small = by_size(km)
+    api.rename_cluster(km, "km", mid, payload)
+    api.rename_cluster(km, "km", small, markdown)
+    app = App(km)
+    app.call("on_load")
+    app.click_cluster(mid)
+    title = app.prop("selected_title")["default"]
+    assert title == f"**Cluster {mid} · `{payload}`**: 25 samples"
+    hover = app.bars()["text"][app.ids().index(mid)]
+    assert "<img" not in hover
+    assert "&lt;img src=x onerror=alert(1)&gt;" in hover
+    # the table and the merge choice show labels as they are (text)
+    assert {r["cluster_id"]: r["label"] for r in app.rows()}[mid] == payload
+
+    key = app.edit_key()
+    app.edit(mid, "merge.into", small)
+    app.click(key, "merge", "merge")
+    question = app.prop(key, "merge_question")["default"]
+    assert f"`{payload}`" in question
+    # a backtick in a label: a longer fence
+    assert f"``{markdown}``" in question
+    assert view_module.md_label("`x`") == "`` `x` ``"
+    assert view_module.md_label("a\nb  c") == "`a b c`"
+    # the panel's own text escapes every ASCII punctuation character
+    assert view_module.md_text("a\nb  <c>_d") == "a b &#60;c&#62;&#95;d"
 
 
 def test_panel_survives_run_renamed_or_deleted(api, km):
     app = App(km)
     app.call("on_load")
-    app.call("on_table_click", row=0, column=0)
+    app.click_row(0)
     assert app.state["cluster"] is not None
 
     api.rename_clustering_run(km, "km", "km_renamed")
@@ -720,8 +1106,8 @@ def test_panel_survives_run_renamed_or_deleted(api, km):
     assert "'km' no longer exists" in state["missing"]
     assert state["run_key"] is None and state["cluster"] is None
     assert state["runs"] == ["km_renamed"]
-    assert app.data["clusters_table"]["rows"] == []
-    assert app.data["sizes_plot"] == []
+    assert app.display()["clusters_table"]["rows"] == []
+    assert app.display()["sizes_plot"] == []
     assert app.has("missing_notice") and app.has("run_key")
     assert not app.has("sizes_plot")
 
@@ -730,9 +1116,9 @@ def test_panel_survives_run_renamed_or_deleted(api, km):
     assert len(app.rows()) == 3
 
     # deleted while a cluster is selected: clicking it reports, no crash
-    app.call("on_table_click", row=1, column=0)
+    app.click_row(1)
     api.delete_clustering_run(km, "km_renamed")
-    app.call("on_table_click", row=0, column=0)
+    app.click_row(0)
     assert "no longer exists" in app.state["missing"]
     assert app.state["runs"] == []
     assert app.has("no_runs")
@@ -744,11 +1130,11 @@ def test_panel_survives_run_renamed_or_deleted(api, km):
 def test_panel_cluster_gone_underneath(api, km):
     app = App(km)
     app.call("on_load")
-    a, b, _ = app.state["order"]
+    a, b, _ = app.ids()
     api.merge_clusters(km, "km", [a, b], into=a)
-    app.call("on_plot_click", id=b)  # a stale bar
+    app.click_bar(1)  # the bar of cluster b, merged away
     assert f"has no cluster '{b}'" in app.last_error()
-    assert b not in app.state["order"]
+    assert b not in app.ids()
     assert len(app.rows()) == 2
 
 
@@ -795,8 +1181,10 @@ def test_panel_events_at_once(km, plugin):
     none of them may fail."""
     app = App(km)
     app.call("on_load")
-    app.call("on_table_click", row=0, column=0)
+    app.click_row(0)
     state = copy.deepcopy(app.state)
+    cid = state["cluster"]
+    key = app.edit_key()
     errors = []
 
     def fire(method, n):
@@ -804,7 +1192,10 @@ def test_panel_events_at_once(km, plugin):
             params = {
                 "__method__": method,
                 "panel_id": "explorer-1",
-                "panel_state": dict(state, label_input=f"name {i}"),
+                "panel_state": dict(
+                    state, **{key: {"rename": {"label": f"name {i}"}}}
+                ),
+                "cluster": cid,
             }
             result = foo.execute_operator(
                 URI,
@@ -822,7 +1213,6 @@ def test_panel_events_at_once(km, plugin):
     for t in threads:
         t.join()
     assert errors == [None] * 60
-    cid = state["cluster"]
     assert km.count_values("km_cluster_label") == {
         None: len(km) - 40,
         "name 14": 40,
@@ -833,10 +1223,12 @@ def test_panel_events_at_once(km, plugin):
 def test_panel_edit_after_run_deleted_reports_it(api, km):
     app = App(km)
     app.call("on_load")
-    app.call("on_table_click", row=0, column=0)
+    app.click_row(0)
+    cid = app.state["cluster"]
+    key = app.edit_key()
     api.delete_clustering_run(km, "km")
-    app.type("label_input", "late")
-    app.call("on_rename")
+    app.edit(cid, "rename.label", "late")
+    app.click(key, "rename", "rename")
     assert "has no clustering run 'km'" in app.last_error()
     assert "'km' no longer exists" in app.state["missing"]
     km.reload()
@@ -844,8 +1236,7 @@ def test_panel_edit_after_run_deleted_reports_it(api, km):
     # the selection went with the run: the edit buttons do nothing
     assert app.state["cluster"] is None
     n = len(app.notifications)
-    app.type("tag_input", "late")
-    app.call("on_tag")
+    app.call("on_tag", cluster=cid)
     assert len(app.notifications) == n
     assert km.count_sample_tags() == {}
 

@@ -1,0 +1,258 @@
+"""The cluster explorer's layout for its state (:func:`render_panel`):
+the run choice and tools, the run's summary, the sizes plot, and the
+cluster table split at the selected cluster, whose actions (show all,
+rename, tag, merge) sit right below its row. Nothing here reads the
+database or the panel's context; the inputs call the panel's ``on_*``
+methods."""
+
+import fiftyone.operators.types as types
+
+from ..core.metrics import NOISE_ID
+from .explorer_view import (
+    COLUMNS,
+    HEAD,
+    PLOT,
+    TAIL,
+    cluster_name,
+    edit_key,
+    merge_question,
+    merge_targets,
+    plot_layout,
+    selected_markdown,
+    shown_rows,
+    summary_markdown,
+    table_rows,
+)
+
+# The sizes plot: a height in px (a plain number would be a percentage of
+# the panel)
+_PLOT_HEIGHT = "280px"
+_PLOT_LAYOUT = {
+    "xaxis": {"type": "category", "title": {"text": "cluster"}},
+    "yaxis": {"title": {"text": "samples"}},
+    "bargap": 0.15,
+    "height": 280,
+    "margin": {"t": 8, "l": 48, "b": 40, "r": 8},
+}
+_PLOT_CONFIG = {"displayModeBar": False, "scrollZoom": False}
+
+# Both parts of the table lay their columns out alike (fixed widths), so
+# they read as one table around the selected cluster's actions
+_CELL_WIDTHS = ("18%", "32%", "16%", "16%", "18%")
+_TABLE_SX = {
+    "minWidth": 0,  # the App's default minimum overflows a narrow panel
+    "tableLayout": "fixed",
+    **{
+        f"& th:nth-of-type({i + 1}), & td:nth-of-type({i + 1})": {"width": w}
+        for i, w in enumerate(_CELL_WIDTHS)
+    },
+}
+
+
+def render_panel(state, events):
+    """The panel's layout for its ``state``: ``events`` is the panel, whose
+    ``on_*`` methods its inputs call."""
+    panel = types.Object()
+    run_keys = state.runs or []
+    if run_keys:
+        _render_run_choice(panel, state, run_keys, events)
+    _render_tools(panel, state, events)
+    if state.missing:
+        panel.view("missing_notice", types.Warning(label=state.missing))
+    if not run_keys:
+        panel.md(
+            "This dataset has no clustering runs yet: compute "
+            "embeddings, then **Compute clusters**.",
+            name="no_runs",
+        )
+        return _layout(panel)
+    if not state.summary:
+        return _layout(panel)
+    _render_overview(panel, state, events)
+    _render_table(panel, HEAD, state, events)
+    if state.cluster is not None and state.cluster_info:
+        _render_selected(panel, state, events)
+    if table_rows(state.get(TAIL)):
+        _render_table(panel, TAIL, state, events)
+    return _layout(panel)
+
+
+def _render_run_choice(panel, state, run_keys, events):
+    """The run dropdown. It shows ``state.run_key`` and has no default: the
+    App sends ``on_change`` with an input's default whenever the default
+    differs from the input's value, and a default written from the state
+    at each render (a run the panel switches to, a stale answer) makes the
+    App switch runs back and forth by itself."""
+    choices = types.DropdownView(label="Clustering run")
+    for key in run_keys:
+        choices.add_choice(key, label=key)
+    panel.enum(
+        "run_key",
+        choices.values(),
+        view=choices,
+        on_change=events.on_change_run,
+    )
+
+
+def _render_tools(panel, state, events):
+    """The row of buttons that open the plugin's operators."""
+    tools = panel.h_stack("tools", align_x="left", gap=1)
+    _button(tools, events, "compute_clusters", "Compute clusters", "add")
+    _button(
+        tools,
+        events,
+        "label_clusters",
+        "Label clusters",
+        "label",
+        disabled=not state.run_key,
+    )
+    _button(
+        tools,
+        events,
+        "compute_projection",
+        "Compute projection",
+        "scatter_plot",
+    )
+    _button(tools, events, "refresh", "Refresh", "refresh")
+
+
+def _render_overview(panel, state, events):
+    """The run's summary and the sizes plot."""
+    panel.md(
+        summary_markdown(state.run_key, state.summary),
+        name="summary_text",
+    )
+    panel.md(
+        "Cluster sizes (click a bar to show its samples)",
+        name="chart_title",
+    )
+    panel.plot(
+        PLOT,
+        layout=plot_layout(_PLOT_LAYOUT, state.get(PLOT)),
+        config=_PLOT_CONFIG,
+        on_click=events.on_plot_click,
+        height=_PLOT_HEIGHT,
+    )
+
+
+def _render_table(panel, key, state, events):
+    """One part of the cluster table: the first has the headers (click to
+    sort), the part after the selected cluster has none."""
+    props = {"table": {"sx": _TABLE_SX}}
+    if key == TAIL:
+        props["tableHead"] = {"sx": {"display": "none"}}
+    table = types.TableView(
+        on_click_cell=events.on_table_click, componentsProps=props
+    )
+    for col, label, _ in COLUMNS:
+        table.add_column(
+            col,
+            label=_column_label(col, label, state.sort_by, state.sort_desc),
+        )
+    label = None
+    if key == HEAD:
+        label = "Clusters (click a row to show it; a header to sort)"
+    panel.list(key, types.Object(), view=table, label=label)
+
+
+def _render_selected(panel, state, events):
+    """The selected cluster, right below its row: its title, and how to
+    leave, rename, tag and merge it. Its inputs live under a state key of
+    their own (:func:`edit_key`), and its buttons carry its id."""
+    info = state.cluster_info
+    cid = state.cluster
+    ids = {"cluster": cid}
+    panel.md(selected_markdown(cid, info), name="selected_title")
+    box = panel.v_stack(edit_key(cid), align_x="left", gap=1)
+    _button(box, events, "show_all", "Show all samples", "close")
+    if cid != NOISE_ID:
+        row = box.h_stack("rename", align_x="left", align_y="center", gap=1)
+        row.str(
+            "label",
+            label="Label",
+            description="A name for this cluster",
+        )
+        _button(row, events, "rename", "Rename", "edit", True, params=ids)
+    row = box.h_stack("tag", align_x="left", align_y="center", gap=1)
+    row.str(
+        "text",
+        label="Tag",
+        description="Adds this tag to every sample of the cluster",
+    )
+    _button(row, events, "tag", "Tag samples", "sell", True, params=ids)
+    _render_merge(box, state, cid, events)
+
+
+def _render_merge(box, state, cid, events):
+    """The merge choice (each cluster with its label and size) and, once
+    asked, the question that confirms it."""
+    targets = merge_targets(state, cid)
+    if not targets:
+        return
+    row = box.h_stack("merge", align_x="left", align_y="center", gap=1)
+    choices = types.DropdownView(label="Merge into")
+    for r in targets:
+        c = r["cluster_id"]
+        text = f"{cluster_name(c, r.get('label'))} ({r['size']} samples)"
+        choices.add_choice(c, label=text)
+    row.enum(
+        "into",
+        choices.values(),
+        view=choices,
+        description="Moves every sample of this cluster into the chosen one",
+    )
+    ids = {"cluster": cid}
+    _button(row, events, "merge", "Merge…", "merge", True, params=ids)
+    asked = state.confirm_merge or {}
+    if asked.get("cluster") != cid:
+        return
+    rows = {r["cluster_id"]: r for r in shown_rows(state)}
+    source, target = rows.get(cid), rows.get(asked.get("into"))
+    if source is None or target is None:
+        return
+    source, target = dict(source, id=cid), dict(target, id=asked["into"])
+    box.md(merge_question(source, target), name="merge_question")
+    confirm = box.h_stack("confirm", align_x="left", gap=1)
+    params = {"cluster": cid, "into": asked["into"]}
+    confirm.btn(
+        "confirm_merge",
+        label=f"Merge cluster {cid} into {asked['into']}",
+        icon="merge",
+        variant="contained",
+        on_click=events.on_confirm_merge,
+        params=params,
+    )
+    _button(confirm, events, "cancel_merge", "Cancel", "close", params=ids)
+
+
+def _button(container, events, name, label, icon, contained=False, **kwargs):
+    """A button ``name`` that calls the panel's ``on_<name>``: filled
+    (``contained``) for an edit, outlined otherwise."""
+    container.btn(
+        name,
+        label=label,
+        icon=icon,
+        variant="contained" if contained else "outlined",
+        on_click=getattr(events, f"on_{name}"),
+        **kwargs,
+    )
+
+
+def _layout(panel):
+    """The panel's inputs and views stacked from the top left."""
+    return types.Property(
+        panel,
+        view=types.GridView(
+            orientation="vertical",
+            align_x="left",
+            align_y="top",
+            gap=2,
+        ),
+    )
+
+
+def _column_label(key, label, sort_by, sort_desc):
+    """A column's header, with an arrow on the sorted one."""
+    if key == sort_by:
+        label += " ▼" if sort_desc else " ▲"
+    return label
