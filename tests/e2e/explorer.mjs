@@ -504,23 +504,16 @@ async function newRun(page, panel) {
   await k.fill(String(n_clusters));
   await page.waitForTimeout(1000);
   await dialog.getByRole("button", { name: "Execute" }).click();
-  // The form closes, or shows the operator's result until closed
-  const done = dialog.getByRole("button", { name: /^(Close|Done|OK)$/ });
-  await Promise.race([
-    dialog.waitFor({ state: "hidden", timeout: 90000 }),
-    done.first().waitFor({ timeout: 90000 }),
-  ]).catch(() => {});
-  if (await dialog.isVisible()) {
-    await page.waitForTimeout(1000);
-    await page.screenshot({
-      path: path.join(config.outDir, "explorer_new_run_result.png"),
-    });
-    await done
-      .first()
-      .click({ timeout: 5000 })
-      .catch(() => page.keyboard.press("Escape"));
-    await dialog.waitFor({ state: "hidden", timeout: 10000 }).catch(() => {});
-  }
+  // The form shows the operator's result until the user closes it
+  const result = page.getByText("Fields written", { exact: false }).first();
+  await result.waitFor({ timeout: 120000 });
+  await page.waitForTimeout(1000);
+  await page.screenshot({
+    path: path.join(config.outDir, "explorer_new_run_result.png"),
+  });
+  const shown = page.getByRole("dialog").filter({ has: result });
+  await shown.getByRole("button", { name: "Done" }).click();
+  await shown.waitFor({ state: "hidden", timeout: 10000 });
   const after = await settle(
     page,
     panel,
