@@ -71,7 +71,7 @@ class Claim:
 
     def set_phase(self, phase):
         """Records how far the run has come (``claimed``, ``writing``,
-        ``registering``)."""
+        ``registering``; ``done`` once nothing is left to undo)."""
         _coll().update_many(
             {"token": self.token},
             {"$set": {"phase": phase, "alive_at": _now()}},
@@ -96,7 +96,7 @@ class Claim:
 
 
 @contextlib.contextmanager
-def claim(samples, run_key, fields):
+def claim(samples, run_key, fields, edits=None):
     """Claims a run key and the fields its run will write, for the duration
     of the ``with`` block.
 
@@ -107,6 +107,9 @@ def claim(samples, run_key, fields):
         samples: a FiftyOne dataset or view
         run_key: the run key (``None`` to claim fields only)
         fields: the names of the sample fields the run will own
+        edits (None): the key of an existing run whose stored results this
+            call changes (a curation action); a second call that edits it
+            waits its turn by failing, and a repair never deletes it
 
     Raises:
         InputError: if another live call holds the run key or one of the
@@ -115,7 +118,7 @@ def claim(samples, run_key, fields):
     dataset = samples._dataset
     repaired = repair_dead_claims(dataset)
     token = uuid.uuid4().hex[:12]
-    docs = _claim_docs(dataset, run_key, fields, token)
+    docs = _claim_docs(dataset, run_key, fields, token, edits)
     try:
         _coll().insert_many(docs, ordered=True)
     except BulkWriteError as e:
@@ -130,7 +133,7 @@ def claim(samples, run_key, fields):
         held.release()
 
 
-def _claim_docs(dataset, run_key, fields, token):
+def _claim_docs(dataset, run_key, fields, token, edits=None):
     base = dict(
         dataset_id=_dataset_id(dataset),
         token=token,
@@ -145,6 +148,8 @@ def _claim_docs(dataset, run_key, fields, token):
     names = ([f"run:{run_key}"] if run_key else []) + [
         f"field:{f}" for f in fields
     ]
+    if edits:
+        names.append(f"edit:{edits}")
     return [
         dict(base, _id=f"{base['dataset_id']}:{name}", name=name)
         for name in names
@@ -158,12 +163,16 @@ def _taken(dataset, error):
     other = _coll().find_one({"_id": taken_id}) or {}
     name = other.get("name", "a name this run needs")
     kind, _, value = name.partition(":")
-    what = f"Run key '{value}'" if kind == "run" else f"Field '{value}'"
+    if kind == "edit":
+        what, by = f"Run '{value}'", "another call ("
+    else:
+        by = f"another run ('{other.get('run_key') or 'an action'}', "
+        what = f"Run key '{value}'" if kind == "run" else f"Field '{value}'"
     return InputError(
-        f"{what} is being written by another run ('{other.get('run_key')}', "
-        f"started {other.get('started_at')} UTC by process "
-        f"{other.get('pid')} on {other.get('host')}) on dataset "
-        f"'{dataset.name}'; wait for it to finish, or choose another name"
+        f"{what} is being written by {by}started "
+        f"{other.get('started_at')} UTC by process {other.get('pid')} on "
+        f"{other.get('host')}) on dataset '{dataset.name}'; wait for it to "
+        "finish, or choose another name"
     )
 
 
@@ -199,6 +208,11 @@ def repair_dead_claims(dataset):
 
 def _repair(dataset, token, doc):
     """Undoes what the dead claim ``doc`` was writing."""
+    if doc.get("phase") == "done":  # died after its last write
+        return (
+            f"Released the claim of a finished call on dataset "
+            f"'{dataset.name}' whose process {doc.get('pid')} died"
+        )
     fields = doc.get("fields") or []
     _end_writes(dataset, token, fields)
     dataset.reload()

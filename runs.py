@@ -170,10 +170,78 @@ def save_results(samples, run_key, data):
 
 
 def rename(samples, run_key, new_run_key):
-    """Renames a run; the fields it wrote keep their names."""
+    """Renames a run; the fields it wrote keep their names, the saved views
+    of its actions are renamed with it."""
     check_key(samples, run_key)
     check_new_key(samples, new_run_key)
-    samples._dataset.rename_run(run_key, new_run_key)
+    dataset = samples._dataset
+    dataset.rename_run(run_key, new_run_key)
+    results = load_results(samples, new_run_key)
+    changed = False
+    for record in (results.get("actions") or {}).values():
+        views = []
+        for name in record.get("saved_views") or []:
+            new = name.replace(run_key, new_run_key, 1)
+            if dataset.has_saved_view(name) and not dataset.has_saved_view(
+                new
+            ):
+                dataset.update_saved_view_info(name, {"name": new})
+                name = new
+            views.append(name)
+        changed |= views != record.get("saved_views", [])
+        record["saved_views"] = views
+    if changed:
+        save_results(samples, new_run_key, results)
+
+
+# --------------------------------------------------------------------------
+# Actions: what curation calls (label audit, outliers, subsets, ...) store
+# with a run. Each action's record (config, summary, the fields it wrote,
+# its saved views) sits in the run's results under ``actions``; its fields
+# are listed in the run's ``fields``, so they are deleted with the run.
+# --------------------------------------------------------------------------
+
+
+def get_actions(samples, run_key):
+    """The action records of a run: ``{action name: record}``."""
+    return dict(load_results(samples, run_key).get("actions") or {})
+
+
+def save_action(samples, run_key, name, record):
+    """Stores the record of action ``name`` (a dict with at least
+    ``fields`` and ``saved_views``) with a run, replacing an earlier one:
+    its fields are listed with the run's first, so that a crash between the
+    two writes leaves nothing the run would not delete."""
+    config = get_config(samples, run_key)
+    fields = list(config.get("fields", []))
+    fields += [f for f in record.get("fields", []) if f not in fields]
+    update_config(samples, run_key, fields=fields)
+    results = load_results(samples, run_key)
+    results.setdefault("actions", {})[name] = record
+    save_results(samples, run_key, results)
+
+
+def drop_action(samples, run_key, name):
+    """Forgets action ``name`` of a run and deletes its saved views; returns
+    its record (``None`` if there was none). Its fields stay on the samples
+    for the caller to remove (they are no longer the run's)."""
+    results = load_results(samples, run_key)
+    record = (results.get("actions") or {}).pop(name, None)
+    if record is None:
+        return None
+    save_results(samples, run_key, results)
+    config = get_config(samples, run_key)
+    gone = set(record.get("fields", []))
+    fields = [f for f in config.get("fields", []) if f not in gone]
+    update_config(samples, run_key, fields=fields)
+    _delete_views(samples._dataset, record)
+    return record
+
+
+def _delete_views(dataset, record):
+    for view in record.get("saved_views") or []:
+        if dataset.has_saved_view(view):
+            dataset.delete_saved_view(view)
 
 
 def owned_fields(config):
@@ -182,11 +250,13 @@ def owned_fields(config):
 
 
 def delete(samples, run_key):
-    """Deletes a run, the sample fields it wrote and the projections made
-    from it (brain runs in its ``projection_keys``, which show its
+    """Deletes a run, the sample fields it and its actions wrote, their
+    saved views and the projections made from it (brain runs in its ``projection_keys``, which show its
     clusters)."""
     config = get_config(samples, run_key)
     dataset = samples._dataset
+    for record in get_actions(samples, run_key).values():
+        _delete_views(dataset, record)
     remove_fields(dataset, owned_fields(config))
     brain_keys = set(dataset.list_brain_runs())
     for key in config.get("projection_keys") or []:

@@ -19,6 +19,8 @@ written before the computation has succeeded. One module per capability:
 -   :mod:`.labels`: cluster names from a multimodal LLM
 -   :mod:`.edits`: the cluster table and edits by hand (rename, tag, merge)
 -   :mod:`.projections`: 2-D projections for the App's Embeddings panel
+-   :mod:`.label_audit`: which labels are probably wrong
+-   :mod:`.outliers`: which samples do not belong
 """
 
 from ..core.schema import ParamError
@@ -41,7 +43,9 @@ from .edits import (
     tag_cluster,
 )
 from .embeddings import compute_embeddings
+from .label_audit import audit_labels
 from .labels import estimate_label_clusters, label_clusters
+from .outliers import compute_outliers
 from .projections import (
     check_new_brain_key,
     compute_projection,
@@ -53,10 +57,12 @@ from .projections import (
 __all__ = [
     "InputError",
     "ParamError",
+    "audit_labels",
     "check_new_brain_key",
     "cluster_view",
     "compute_clusters",
     "compute_embeddings",
+    "compute_outliers",
     "compute_projection",
     "delete_clustering_run",
     "estimate_label_clusters",

@@ -35,6 +35,8 @@ from ._cluster_plan import (
     plan_clustering,
 )
 from .embeddings import compute_embeddings
+from .label_audit import audit_summary
+from .outliers import outlier_summary
 from .projections import save_projection
 
 __all__ = [
@@ -51,6 +53,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Readable lines about each curation action stored with a run
+_ACTION_SUMMARIES = dict(
+    audit_labels=audit_summary, compute_outliers=outlier_summary
+)
 
 
 def compute_clusters(
@@ -329,12 +336,18 @@ def get_clustering_run_info(samples, run_key):
         its time zone), ``fiftyone_version``, ``plugin_version``,
         ``config`` and ``statistics`` (number of samples and clusters,
         metrics, the k curve, ``edits``, and last, per cluster, sizes,
-        labels and representative sample ids)
+        labels and representative sample ids) and ``actions``: the config,
+        summary and per-cluster results of the curation actions stored
+        with the run (``audit_labels``, ``compute_outliers``)
     """
     info = runs.get_info(samples, run_key)
     results = runs.load_results(samples, run_key)
     summary = run_summary(info["config"], results, info["timestamp"])
+    actions = results.get("actions") or {}
+    for name, record in actions.items():
+        summary += _ACTION_SUMMARIES[name](record)
     info = dict(summary=summary, **info)
+    info["actions"] = actions
     clusters = {
         cid: {k: v for k, v in c.items() if k != "centroid"}
         for cid, c in results.get("clusters", {}).items()

@@ -25,6 +25,8 @@ DELEGATION_THRESHOLD = {
     "compute_clusters": 20000,
     "compute_projection": 20000,
     "label_clusters": 200,
+    "audit_labels": 20000,
+    "compute_outliers": 20000,
 }
 
 # The icon of the operators that compute

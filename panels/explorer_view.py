@@ -13,8 +13,9 @@ displayed and refused when they belong to another run.
 import html
 import re
 
-from ..core.methods import SCORE_KINDS
+from ..core.methods import METHODS, SCORE_KINDS
 from ..core.metrics import NOISE_ID
+from ..core.report import METRICS
 
 # (key, label, first sort direction is descending)
 COLUMNS = (
@@ -139,14 +140,7 @@ def summary_markdown(run_key, summary):
         f"{summary.get('n_samples')} samples in "
         f"{md_code(summary.get('cluster_field'))}",
     ]
-    metrics = summary.get("metrics") or {}
-    shown = [
-        f"{k.replace('_', ' ')} {_fmt(v) if isinstance(v, float) else v}"
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    ]
-    if shown:
-        lines.append("Quality: " + md_text(", ".join(shown)))
+    lines += metric_markdown(summary)
     kind = SCORE_KINDS.get(summary.get("score_kind"))
     if kind is not None:
         lines.append(f"Cohesion: {kind.cohesion}")
@@ -158,6 +152,23 @@ def summary_markdown(run_key, summary):
             "(quality metrics predate them)"
         )
     return "\n\n".join(lines)
+
+
+def metric_markdown(summary):
+    """One line per quality metric: its value, which direction is better
+    and what it measures; the noise share only for methods with noise."""
+    method = summary.get("method")
+    noisy = method in METHODS.names() and METHODS.get(method).density_based
+    out = []
+    for key, value in (summary.get("metrics") or {}).items():
+        if key not in METRICS or not isinstance(value, (int, float)):
+            continue
+        if key == "noise_fraction" and not noisy:
+            continue
+        name, meaning = METRICS[key]
+        shown = f"{value:.1%}" if key == "noise_fraction" else _fmt(value)
+        out.append(f"{md_text(name)} **{shown}**: {md_text(meaning)}")
+    return ["Quality:\n\n" + "\n".join(f"- {x}" for x in out)] if out else []
 
 
 def selected_markdown(cid, info):

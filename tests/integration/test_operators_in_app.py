@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 import fiftyone as fo
+from fiftyone import ViewField as F
 import fiftyone.operators as foo
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import (
@@ -581,3 +582,58 @@ def test_rename_and_delete_say_what_they_did(ds):
     assert "`k3` is now `k`" in text, text
     text = report("delete_clustering_run", dict(run_key="k"))
     assert "Deleted run `k`" in text and "`k3_cluster`" in text, text
+
+
+def test_label_audit_and_outliers_in_the_app(ds):
+    """Both curation operators: a form with the run and the label field
+    preset, progress, a result that names what was written, a reload."""
+    foo.get_operator(uri("compute_clusters"))(
+        ds, "k3", "emb", method="kmeans", kmeans__n_clusters=3
+    )
+    # one red sample labelled green: the audit's one suspect
+    wrong = ds.match(F("ground_truth.label") == "red").first()
+    wrong.ground_truth.label = "green"
+    wrong.save()
+
+    request = app_request(ds, dict(delegate=False))
+    props = form("audit_labels", request)
+    assert props["run_key"]["default"] == "k3"
+    assert props["label_field"]["default"] == "ground_truth"
+    assert props["threshold"]["default"] == 0.8
+    request = app_request(  # as the App sends it: the defaults filled in
+        ds,
+        dict(
+            run_key="k3",
+            label_field="ground_truth",
+            method="trust_vote",
+            threshold=0.8,
+            delegate=False,
+        ),
+    )
+    messages = run_in_app("audit_labels", request)
+    assert triggers(messages, "reload_dataset")
+    assert triggers(messages, "set_progress")
+    text = shown(messages)
+    assert "1 suspects of 90 samples" in text, text
+    assert "`k3_label_suspicion`" in text and "k3 label suspects" in text
+    ds.reload()
+    (suspect,) = ds.load_saved_view("k3 label suspects").values("id")
+    assert suspect == wrong.id
+    assert ds[wrong.id]["k3_label_suggestion"] == "red"
+
+    request = app_request(
+        ds,
+        dict(run_key="k3", top=5, method="relative_distance", delegate=False),
+    )
+    messages = run_in_app("compute_outliers", request)
+    assert triggers(messages, "reload_dataset")
+    text = shown(messages)
+    assert "the top 5 score" in text and "`k3_outlier`" in text, text
+
+    # from Python, through __call__
+    result = foo.get_operator(uri("compute_outliers"))(
+        ds, "k3", method="knn_distance", top=3
+    )
+    assert result.result["config"]["top"] == 3
+    info = foo.get_operator(uri("get_clustering_run_info"))(ds, "k3")
+    assert set(info.result["actions"]) == {"audit_labels", "compute_outliers"}
