@@ -134,14 +134,18 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
-# Dimensions of the features the actions' neighbour search runs on
+# Dimensions of the features the actions' neighbour search runs on, and
+# the most samples searched exactly (above: an inverted-file index)
 FEATURE_DIM = 64
+EXACT_MAX = 5000
 
 
 def run_neighbors(samples, run_key, config, n_neighbors, progress=None):
     """The samples of a run in this view, with their nearest neighbours in
     the run's feature space (its embeddings, L2-normalised if the run
-    normalised them, PCA to at most :data:`FEATURE_DIM` dimensions).
+    normalised them, PCA to at most :data:`FEATURE_DIM` dimensions): exact
+    up to :data:`EXACT_MAX` samples, else approximate (``"ivf"``, see
+    :func:`core.neighbors.knn_graph`).
 
     Args:
         samples: a dataset or view
@@ -160,7 +164,7 @@ def run_neighbors(samples, run_key, config, n_neighbors, progress=None):
             few for ``n_neighbors``
     """
     from ..core.neighbors import knn_graph, prepare_features
-    from ..core.progress import span
+    from ..core.progress import report, span
     from ..data import read_vectors
 
     field = runs.cluster_field(samples, run_key, config)
@@ -181,14 +185,21 @@ def run_neighbors(samples, run_key, config, n_neighbors, progress=None):
         members,
         config["embeddings_field"],
         skip_missing=False,
-        progress=span(progress, 0.0, 0.3),
+        progress=span(progress, 0.0, 0.3, "reading"),
     )
+    report(progress, 0.3, "features")
     by_id = dict(zip(*members.values(["_id", field])))
     clusters = np.array([int(by_id[i]) for i in ids], dtype=np.int64)
     metric = "cosine" if config.get("normalize", True) else "euclidean"
     F = prepare_features(X, metric, n_components=FEATURE_DIM)
     del X
-    knn = knn_graph(F, n_neighbors + 1, progress=span(progress, 0.4, 0.9))
+    knn = knn_graph(
+        F,
+        n_neighbors + 1,
+        exact=len(F) <= EXACT_MAX,
+        progress=span(progress, 0.4, 0.9, "neighbours"),
+        approximate="ivf",
+    )
     return ids, clusters, knn
 
 

@@ -41,12 +41,7 @@ class FlagEvents:
             self._error(ctx, "Show suspects or outliers, and type a tag")
             return
         try:
-            view = api.flagged_view(
-                ctx.dataset,
-                ctx.panel.state.run_key,
-                shown["kind"],
-                shown.get("cluster"),
-            )
+            view = self._flagged_view(ctx)
         except InputError as e:
             self._error(ctx, e)
             return
@@ -66,17 +61,22 @@ class FlagEvents:
     def _shows_flagged(self, ctx):
         """Whether the App's view starts with the flagged samples the panel
         showed last."""
-        shown = ctx.panel.state.flagged or {}
-        if not shown:
+        if not ctx.panel.state.flagged:
             return False
         try:
-            expected = api.flagged_view(
-                ctx.dataset,
-                ctx.panel.state.run_key,
-                shown["kind"],
-                shown.get("cluster"),
-            )._serialize(include_uuids=False)
+            expected = self._flagged_view(ctx)._serialize(include_uuids=False)
         except InputError:
             return False
         current = ctx.view._serialize(include_uuids=False)
         return current[: len(expected)] == expected
+
+    def _flagged_view(self, ctx):
+        """The flagged samples the panel showed last (see
+        :meth:`on_show_flagged`), as they are now."""
+        shown = ctx.panel.state.flagged
+        return api.flagged_view(
+            ctx.dataset,
+            ctx.panel.state.run_key,
+            shown["kind"],
+            shown.get("cluster"),
+        )
