@@ -163,8 +163,8 @@ def prepare_features(
 
 # The inverted-file index (``approximate="ivf"``): lists per sqrt(n) rows,
 # lists searched per query, and k-means iterations of its training
-IVF_LISTS_PER_SQRT = 4
-IVF_PROBES = 24
+IVF_LISTS_PER_SQRT = 2
+IVF_PROBES = 12
 IVF_TRAIN_ITER = 10
 
 
@@ -177,12 +177,12 @@ def _index(F, exact, approximate="hnsw", seed=51):
     if exact:
         index = faiss.IndexFlatL2(d)
     elif approximate == "ivf":
-        nlist = max(1, min(n // 40, int(IVF_LISTS_PER_SQRT * np.sqrt(n))))
+        nlist = max(1, min(n // 30, int(IVF_LISTS_PER_SQRT * np.sqrt(n))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
         index.cp.niter = IVF_TRAIN_ITER
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))
+        rows = np.sort(rng.choice(n, min(n, 30 * nlist), replace=False))
         index.train(np.ascontiguousarray(F[rows]))
         index.nprobe = min(nlist, IVF_PROBES)
     else:
