@@ -196,8 +196,9 @@ def _is_classification(field):
 def _read_labels(samples, ids, path, label_field):
     """The label of each sample of ``ids`` as an integer code (``-1``:
     none), and the label name of each code."""
-    members = samples.select(ids)
-    by_id = dict(zip(*members.values(["_id", path])))
+    # the whole view, not select(ids): a million ids make a query
+    # document larger than the database accepts
+    by_id = dict(zip(*samples.values(["_id", path])))
     raw = [by_id.get(i) for i in ids]
     names = sorted({v for v in raw if isinstance(v, str) and v})
     if not names:

@@ -11,6 +11,7 @@ times between the progress labels the call reports.
 Usage::
 
     python bench/bench_curation.py [--sizes 20000,100000] [--uniqueness 20000]
+        [--reuse]
 
 ``--uniqueness`` lists the sizes at which ``compute_uniqueness`` also runs
 (it is slow: 17 s at 20,000 and 55 s at 40,000 on a 2-core machine).
@@ -74,6 +75,22 @@ def prepare(name, n):
         ds, "b", "emb", method="kmeans", kmeans__n_clusters=50
     )
     return flip
+
+
+def prepared(name, n):
+    """The flipped-label mask of a dataset :func:`prepare` made earlier."""
+    import numpy as np
+
+    import fiftyone as fo
+
+    if (
+        not fo.dataset_exists(name)
+        or "b" not in fo.load_dataset(name).list_runs()
+    ):
+        return prepare(name, n)
+    ds = fo.load_dataset(name)
+    truth, label = ds.values(["truth", "label"])
+    return np.array([f"c{t}" != v for t, v in zip(truth, label)])
 
 
 def _vm_hwm_mb():
@@ -158,6 +175,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="20000,100000")
     parser.add_argument("--uniqueness", default="20000")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse a dataset an interrupted run of this script prepared",
+    )
     parser.add_argument("--run", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -176,7 +198,7 @@ def main():
     for n in (int(x) for x in args.sizes.split(",")):
         name = f"curate-bench-curation-{n}"
         t = time.perf_counter()
-        flip = prepare(name, n)
+        flip = prepared(name, n) if args.reuse else prepare(name, n)
         print(f"{n:,}: prepared in {time.perf_counter() - t:.0f} s")
         whats = ["audit", "outliers"]
         if n in with_uniqueness:
