@@ -64,9 +64,11 @@ def _run_target(inputs, ctx, run_key, action):
     )
 
 
-def _result(title, out):
-    """The result the App shows: the summary, the fields and the view."""
-    lines = [f"- {md(line)}" for line in out.get("summary", [])]
+def _result(title, headline, out):
+    """The result the App shows: a headline (the App shows no title above
+    a streamed result), the summary, the fields and the view."""
+    lines = [f"**{title}**: {headline}"]
+    lines += [f"- {md(line)}" for line in out.get("summary", [])]
     lines.append(
         "**Fields written:** "
         + ", ".join(code(f) for f in out.get("fields", []))
@@ -142,7 +144,12 @@ class AuditLabels(HeavyOperator):
             _timed(api.audit_labels),
             ctx.target_view(),
             _unprefixed(params, ctx.params.get("method") or "trust_vote"),
-            output=lambda out: _result("Labels audited", out),
+            output=lambda out: _result(
+                "Labels audited",
+                f"{out['n_suspects']:,} suspects of {out['n_samples']:,} "
+                f"samples in run {code(out['run_key'])}",
+                out,
+            ),
         )
 
     def __call__(
@@ -222,7 +229,13 @@ class ComputeOutliers(HeavyOperator):
             _timed(api.compute_outliers),
             ctx.target_view(),
             _unprefixed(params, method),
-            output=lambda out: _result("Outliers scored", out),
+            output=lambda out: _result(
+                "Outliers scored",
+                f"{out['n_samples']:,} samples of run "
+                f"{code(out['run_key'])}, the top "
+                f"{out['config']['top']:,} in the saved view",
+                out,
+            ),
         )
 
     def __call__(

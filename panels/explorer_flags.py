@@ -2,7 +2,7 @@
 label suspects or the outliers of a cluster or of the whole run in the
 grid, most suspicious first, tag them, and open the actions' forms. A
 mixin of :class:`.explorer.ClusterExplorer`, which provides ``_acted_on``,
-``_error``, ``_edited``, ``_prompt`` and ``_refresh``."""
+``_error``, ``_edited``, ``_prompt``, ``_refresh`` and ``_set_cluster``."""
 
 from .. import api
 from ..data import InputError
@@ -28,15 +28,21 @@ class FlagEvents:
         except InputError as e:
             self._error(ctx, e)
             return
-        ctx.ops.set_view(view)
+        if cid is None:
+            # The grid shows samples of every cluster: none is selected
+            self._set_cluster(ctx, None)
+        # The state before the view: the App sends on_change_view as soon
+        # as its view changes, with the panel state it holds then, and one
+        # without ``flagged`` would drop the selection and the tag input
         ctx.panel.state.flagged = {"kind": kind, "cluster": cid}
+        ctx.ops.set_view(view)
         self._refresh(ctx, view=view)
 
     def on_tag_flagged(self, ctx):
         """Tags the flagged samples the grid shows (see
         :meth:`on_show_flagged`) with the tag typed next to the button."""
         shown = ctx.panel.state.flagged or {}
-        tag = (ctx.panel.state.get("flag_tools.tag") or "").strip()
+        tag = (ctx.panel.state.get("flag_tag.tag") or "").strip()
         if not shown or not tag:
             self._error(ctx, "Show suspects or outliers, and type a tag")
             return

@@ -250,8 +250,17 @@ def _render_flag_tools(panel, state, events):
             params={"kind": kind},
         )
     if state.flagged:
-        tools.str("tag", label="Tag")
-        _button(tools, events, "tag_flagged", "Tag shown", "sell", True)
+        # A row of its own: next to the buttons, the input was squeezed to
+        # a few characters and the button pushed past the panel's edge
+        row = panel.h_stack(
+            "flag_tag", align_x="left", align_y="center", gap=1
+        )
+        row.str(
+            "tag",
+            label="Tag",
+            description="Adds this tag to every sample the grid shows",
+        )
+        _button(row, events, "tag_flagged", "Tag shown", "sell", True)
 
 
 def _render_cluster_flags(box, info, cid, events):

@@ -614,6 +614,10 @@ def test_label_audit_and_outliers_in_the_app(ds):
     assert triggers(messages, "reload_dataset")
     assert triggers(messages, "set_progress")
     text = shown(messages)
+    # a headline: the App shows no title above a streamed result
+    assert text.startswith(
+        "**Labels audited**: 1 suspects of 90 samples in run `k3`"
+    ), text
     assert "1 suspects of 90 samples" in text, text
     assert "`k3_label_suspicion`" in text and "k3 label suspects" in text
     ds.reload()
@@ -628,6 +632,7 @@ def test_label_audit_and_outliers_in_the_app(ds):
     messages = run_in_app("compute_outliers", request)
     assert triggers(messages, "reload_dataset")
     text = shown(messages)
+    assert text.startswith("**Outliers scored**: 90 samples of run `k3`")
     assert "the top 5 score" in text and "`k3_outlier`" in text, text
 
     # from Python, through __call__
