@@ -34,7 +34,11 @@ class FlagEvents:
         # The state before the view: the App sends on_change_view as soon
         # as its view changes, with the panel state it holds then, and one
         # without ``flagged`` would drop the selection and the tag input
-        ctx.panel.state.flagged = {"kind": kind, "cluster": cid}
+        shown = {"kind": kind, "cluster": cid}
+        updates = {"flagged": shown}
+        if ctx.panel.state.flagged != shown:
+            updates["flag_tag"] = {}  # a tag typed for other samples
+        ctx.panel.state.set(updates)
         ctx.ops.set_view(view)
         self._refresh(ctx, view=view)
 
