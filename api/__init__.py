@@ -16,6 +16,7 @@ written before the computation has succeeded. One module per capability:
 
 -   :mod:`.clustering`: clustering runs (compute, inspect, rename, delete)
 -   :mod:`.embeddings`: embeddings into sample fields
+-   :mod:`.shards`: embeddings over several delegated workers
 -   :mod:`.labels`: cluster names from a multimodal LLM
 -   :mod:`.edits`: the cluster table and edits by hand (rename, tag, merge)
 -   :mod:`.projections`: 2-D projections for the App's Embeddings panel
@@ -42,6 +43,16 @@ from .edits import (
 )
 from .embeddings import compute_embeddings
 from .labels import estimate_label_clusters, label_clusters
+from .shards import (
+    SHARD_EVERY,
+    cancel_embedding_shards,
+    check_no_pending_shards,
+    default_shards,
+    embedding_shards_status,
+    plan_embedding_shards,
+    record_shard_operation,
+    run_embedding_shard,
+)
 from .projections import (
     check_new_brain_key,
     compute_projection,
@@ -53,6 +64,14 @@ from .projections import (
 __all__ = [
     "InputError",
     "ParamError",
+    "SHARD_EVERY",
+    "cancel_embedding_shards",
+    "check_no_pending_shards",
+    "default_shards",
+    "embedding_shards_status",
+    "plan_embedding_shards",
+    "record_shard_operation",
+    "run_embedding_shard",
     "check_new_brain_key",
     "cluster_view",
     "compute_clusters",
