@@ -74,10 +74,13 @@ def compute_embeddings(
             ``"torchvision"``, ``"pixels"`` or ``"zoo"`` (any FiftyOne zoo
             model that exposes embeddings)
         batch_size (None): images per batch; ``None`` picks 16 on a CPU and
-            64 on a GPU
+            256 on a GPU
         num_workers (None): worker processes that decode images; ``0``
             decodes in this process; ``None`` picks one per core but one
-            on a CPU (up to 4), up to 8 on a GPU
+            on a CPU (up to 4), one per core on a GPU. On a CUDA device,
+            JPEGs are decoded and preprocessed on the GPU in batches
+            (open_clip and torchvision models, pixels), and this is the
+            number of threads that read files
         device ("auto"): ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``,
             ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``
         precision ("auto"): the floating-point type the model runs in:

@@ -282,10 +282,11 @@ class ComputeEmbeddings(HeavyOperator):
             model ("open_clip"): ``open_clip``, ``torchvision``, ``pixels``
                 or ``zoo``
             batch_size (None): images per batch; ``None`` picks 16 on a CPU
-                and 64 on a GPU
-            num_workers (None): processes that decode images; ``0`` decodes
+                and 256 on a GPU
+            num_workers (None): processes that decode images (threads that
+                read files where JPEGs are decoded on a GPU); ``0`` decodes
                 in the main process; ``None`` picks one per core but one on
-                a CPU (up to 4), up to 8 on a GPU
+                a CPU (up to 4), one per core on a GPU
             device ("auto"): ``auto`` (CUDA, then MPS, then CPU), ``cpu``,
                 ``cuda`` or ``mps``
             precision ("auto"): ``auto`` (float16 on a GPU, bfloat16 on a
