@@ -262,12 +262,15 @@ def run_embedding_shard(
     return dict(out, shard=shard, n_shards=doc["n_shards"])
 
 
-def embedding_shards_status(samples, embeddings_field):
+def embedding_shards_status(samples, embeddings_field, count_vectors=True):
     """How far the shards of the field's sharded run are.
 
     Args:
         samples: a FiftyOne dataset or view
         embeddings_field: the vector field
+        count_vectors (True): whether to count the samples that have a
+            vector (a scan of the collection: leave it out when polling
+            a large dataset often)
 
     Returns:
         a dict with ``embeddings_field``, ``shard_group`` (``None``
@@ -277,7 +280,8 @@ def embedding_shards_status(samples, embeddings_field):
         ``stalled``: its worker died, ``failed`` or ``completed``),
         ``count``, ``embedded``, ``skipped``, ``failed``, ``attempts``,
         ``operation_id``, ``host``, ``pid``, ``error``), ``with_vector``
-        and ``samples`` (counts in ``samples``), and ``summary`` (a line)
+        and ``samples`` (counts in ``samples``; ``None`` without
+        ``count_vectors``), and ``summary`` (a line)
     """
     docs = shard_store.current(samples._dataset, embeddings_field)
     keys = ("count", "embedded", "skipped", "failed", "attempts")
@@ -298,8 +302,10 @@ def embedding_shards_status(samples, embeddings_field):
         complete=not pending,
         pending=pending,
         shards=shards,
-        samples=samples.count(),
-        with_vector=_with_vector(samples, embeddings_field),
+        samples=samples.count() if count_vectors else None,
+        with_vector=(
+            _with_vector(samples, embeddings_field) if count_vectors else None
+        ),
     )
     done = len(docs) - len(pending)
     states = ", ".join(
@@ -310,8 +316,12 @@ def embedding_shards_status(samples, embeddings_field):
         if not docs
         else f"{done}/{len(docs)} shards of '{embeddings_field}' completed"
         + (f"; pending {states}" if pending else "")
-        + f"; {out['with_vector']:,} of {out['samples']:,} samples have a "
-        "vector"
+        + (
+            f"; {out['with_vector']:,} of {out['samples']:,} samples have "
+            "a vector"
+            if count_vectors
+            else ""
+        )
     )
     return out
 

@@ -169,17 +169,18 @@ def _sharded_run(api, dataset, field, workers, seconds, tmp):
             sleep__seconds=seconds,
             shards=workers,
         )
-        while True:
-            status = api.embedding_shards_status(dataset, field)
-            if status["complete"]:
-                break
+        while not api.embedding_shards_status(
+            dataset, field, count_vectors=False
+        )["complete"]:
             if all(p.poll() is not None for p in procs):
                 raise RuntimeError(f"the workers exited; see {tmp}")
             time.sleep(0.1)
         wall = time.perf_counter() - t
     finally:
         _stop_workers(procs, stop)
+    status = api.embedding_shards_status(dataset, field)
     assert status["with_vector"] == len(dataset), status["summary"]
+    dataset.delete_sample_field(field)  # documents stay the same size
     return wall
 
 
@@ -242,6 +243,7 @@ def run(args, harness):
         flush=True,
     )
     rate = write_rate(dataset, "written")
+    dataset.delete_sample_field("written")
     print(f"one process writing vectors: {rate:,.0f} vectors/s", flush=True)
     walls = {}
     for n in [int(x) for x in args.workers.split(",")]:
