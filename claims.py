@@ -176,7 +176,10 @@ def _taken(dataset, error):
     )
 
 
-def _is_dead(doc):
+def owner_is_dead(doc):
+    """Whether the process that wrote ``doc`` (its ``host``, ``pid`` and
+    ``alive_at`` heartbeat) is dead: gone on this host, or silent for
+    :data:`STALE_AFTER_S` elsewhere."""
     if doc.get("host") == _HOST:
         try:
             os.kill(int(doc["pid"]), 0)
@@ -195,7 +198,7 @@ def repair_dead_claims(dataset):
     docs = list(_coll().find({"dataset_id": _dataset_id(dataset)}))
     dead = {}
     for doc in docs:
-        if _is_dead(doc):
+        if owner_is_dead(doc):
             dead.setdefault(doc["token"], doc)
     done = []
     for token, doc in dead.items():

@@ -16,6 +16,7 @@ written before the computation has succeeded. One module per capability:
 
 -   :mod:`.clustering`: clustering runs (compute, inspect, rename, delete)
 -   :mod:`.embeddings`: embeddings into sample fields
+-   :mod:`.shards`: embeddings over several delegated workers
 -   :mod:`.labels`: cluster names from a multimodal LLM
 -   :mod:`.edits`: the cluster table and edits by hand (rename, tag, merge)
 -   :mod:`.projections`: 2-D projections for the App's Embeddings panel
@@ -47,6 +48,16 @@ from ._actions import flagged_view
 from .label_audit import audit_labels
 from .labels import estimate_label_clusters, label_clusters
 from .outliers import compute_outliers
+from .shards import (
+    SHARD_EVERY,
+    cancel_embedding_shards,
+    check_no_pending_shards,
+    default_shards,
+    embedding_shards_status,
+    plan_embedding_shards,
+    record_shard_operation,
+    run_embedding_shard,
+)
 from .projections import (
     check_new_brain_key,
     compute_projection,
@@ -58,14 +69,19 @@ from .projections import (
 __all__ = [
     "InputError",
     "ParamError",
+    "SHARD_EVERY",
     "audit_labels",
+    "cancel_embedding_shards",
     "check_new_brain_key",
+    "check_no_pending_shards",
     "cluster_view",
     "compute_clusters",
     "compute_embeddings",
     "compute_outliers",
     "compute_projection",
+    "default_shards",
     "delete_clustering_run",
+    "embedding_shards_status",
     "estimate_label_clusters",
     "flagged_view",
     "get_cluster_table",
@@ -76,9 +92,12 @@ __all__ = [
     "load_clustering_results",
     "merge_clusters",
     "plan_clustering",
+    "plan_embedding_shards",
+    "record_shard_operation",
     "rename_cluster",
     "rename_clustering_run",
     "repair_interrupted_runs",
+    "run_embedding_shard",
     "save_projection",
     "tag_cluster",
     "top_cluster_values",

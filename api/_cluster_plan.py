@@ -13,6 +13,7 @@ from ..core.embedders import EMBEDDERS
 from ..data import InputError, check_sample_collection, ensure_new_field
 from .embeddings import EMBED_DEFAULTS
 from .projections import check_new_brain_key
+from .shards import check_no_pending_shards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +104,7 @@ def plan_clustering(
         if not isinstance(value, (bool, np.bool_)):
             raise InputError(f"{name} must be True or False; got {value!r}")
     embed_options = _check_embed_options(model, embed_options or {})
+    check_no_pending_shards(samples, embeddings_field)
     method_cls = methods.METHODS.get(method)
     reduce_name = default_reduce(method_cls, reduce)
     chosen = [

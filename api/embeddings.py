@@ -18,6 +18,7 @@ from bson import ObjectId
 import fiftyone as fo
 import fiftyone.core.utils as fou
 
+from .. import shard_store
 from ..core.embedders import EMBEDDERS, EmbedJob
 from ..core.schema import ParamError
 from ..data import (
@@ -55,6 +56,7 @@ def compute_embeddings(
     skip_failures=True,
     overwrite=False,
     progress=None,
+    _shard=None,
     **params,
 ):
     """Computes one float32 vector per sample into a vector field.
@@ -72,10 +74,13 @@ def compute_embeddings(
             ``"torchvision"``, ``"pixels"`` or ``"zoo"`` (any FiftyOne zoo
             model that exposes embeddings)
         batch_size (None): images per batch; ``None`` picks 16 on a CPU and
-            64 on a GPU
+            256 on a GPU
         num_workers (None): worker processes that decode images; ``0``
             decodes in this process; ``None`` picks one per core but one
-            on a CPU (up to 4), up to 8 on a GPU
+            on a CPU (up to 4), one per core on a GPU. On a CUDA device,
+            JPEGs are decoded and preprocessed on the GPU in batches
+            (open_clip and torchvision models, pixels), and this is the
+            number of threads that read files
         device ("auto"): ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``,
             ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``
         precision ("auto"): the floating-point type the model runs in:
@@ -94,6 +99,8 @@ def compute_embeddings(
         progress (None): a ``progress(fraction, label)`` callable, or
             whether to show a progress bar (``None`` follows
             ``fo.config.show_progress_bars``)
+        _shard (None): internal: the bookkeeping document of the shard
+            this call runs (see :func:`.shards.run_embedding_shard`)
         **params: the embedder's parameters, as ``<model>__<param>`` (for
             example ``open_clip__pretrained="/path/to/checkpoint.pt"`` or
             ``pixels__size=32``); see ``core.embedders.EMBEDDERS``
@@ -108,7 +115,8 @@ def compute_embeddings(
 
     Raises:
         ParamError: on an unknown embedder, parameter, device or precision
-        InputError: on a bad field or collection
+        InputError: on a bad field or collection, or a field that the
+            shards of a sharded run are writing
         WeightsError: if the model's weights are neither cached nor
             downloadable (raised at once, before any image is read)
         ImageError: on an unreadable image when ``skip_failures`` is False
@@ -119,14 +127,15 @@ def compute_embeddings(
     )
     _check_collection(samples)
     exists = _check_field(samples._dataset, embeddings_field)
+    if _shard is None:
+        _refuse_pending_shards(samples._dataset, embeddings_field)
     device, precision = embedder.resolve_options(device, precision)
     result = _new_result(embeddings_field, model, embedder.params_)
     todo, ids, paths = _todo(samples, embeddings_field, exists, overwrite)
     result["skipped"] = samples.count() - len(ids)
     if not ids:
         logger.info(
-            "All %d samples already have '%s'; nothing to compute (pass "
-            "overwrite=True to recompute)",
+            "All %d samples already have '%s'; nothing to compute",
             result["skipped"],
             embeddings_field,
         )
@@ -136,7 +145,7 @@ def compute_embeddings(
     embedder.check()
     embedder.load(device, precision)
     writer = _Writer(
-        samples._dataset, embeddings_field, ids, buffered=not skip_failures
+        samples._dataset, embeddings_field, ids, not skip_failures, _shard
     )
     with _progress_callback(progress, len(ids)) as report:
         job = EmbedJob(
@@ -147,7 +156,7 @@ def compute_embeddings(
             num_workers=num_workers,
             skip_failures=skip_failures,
             on_chunk=writer.add,
-            chunk_size=_EMB_WRITE_EVERY,
+            chunk_size=writer.write_every,
             progress=report,
         )
         stats = embedder.embed(job)
@@ -155,6 +164,21 @@ def compute_embeddings(
     if overwrite and stats["failures"]:
         _clear_failed(samples._dataset, embeddings_field, ids, paths, stats)
     return _finish_result(result, stats, start)
+
+
+def _refuse_pending_shards(dataset, field):
+    """Refuses a field that the shards of a sharded run are writing."""
+    busy = shard_store.pending(dataset, field)
+    if busy:
+        raise shard_store.busy_error(dataset, field, busy)
+
+
+def _write_every(shard):
+    """Vectors are written every this many samples; in a shard, more often
+    (a dead shard loses at most 5% of its work)."""
+    if shard is None:
+        return _EMB_WRITE_EVERY
+    return min(_EMB_WRITE_EVERY, max(64, shard["count"] // 20))
 
 
 def _clear_failed(dataset, field, ids, paths, stats):
@@ -286,7 +310,8 @@ class _Writer:
     """Writes chunks of vectors with bulk updates; with ``buffered``, keeps
     them until :meth:`finish`."""
 
-    def __init__(self, dataset, field, ids, buffered):
+    def __init__(self, dataset, field, ids, buffered, shard=None):
+        self.write_every = _write_every(shard)
         self.dataset = dataset
         self.field = field
         self.ids = ids
@@ -314,8 +339,8 @@ class _Writer:
             # fails, cleared): compare with the others only
             self._check_dim(vectors.shape[1], set(self.ids))
             self.checked = True
-        for start in range(0, len(indices), _EMB_WRITE_EVERY):
-            stop = start + _EMB_WRITE_EVERY
+        for start in range(0, len(indices), self.write_every):
+            stop = start + self.write_every
             values = {
                 self.ids[i]: v
                 for i, v in zip(indices[start:stop], vectors[start:stop])

@@ -7,6 +7,7 @@ import dataclasses
 
 from .devices import resolve_device, resolve_precision
 from .embed_loop import CHUNK_SIZE, embed_paths
+from .gpu_decode import batch_transform
 from .schema import Registry
 
 EMBEDDERS = Registry("embedder")
@@ -32,6 +33,8 @@ class EmbedJob:
             ``n x d`` float32 vectors, in chunks of about ``chunk_size``
         chunk_size (CHUNK_SIZE): images per chunk
         progress (None): an optional ``progress(fraction, label)``
+        decode ("auto"): where images are decoded (see
+            :func:`.embed_loop.embed_paths`)
     """
 
     paths: list
@@ -43,6 +46,7 @@ class EmbedJob:
     on_chunk: object = None
     chunk_size: int = CHUNK_SIZE
     progress: object = None
+    decode: str = "auto"
 
 
 class Embedder:
@@ -144,12 +148,20 @@ class Embedder:
             on_chunk=job.on_chunk,
             chunk_size=job.chunk_size,
             progress=job.progress,
+            decode=job.decode,
         )
 
     def build(self, device):
         """Builds the model (in float32) on ``device`` and sets
         ``transform_``."""
         raise NotImplementedError
+
+    def batch_transform(self):
+        """The preprocessing of ``transform_`` as a
+        :class:`.gpu_decode.BatchTransform` on batches of decoded images,
+        or ``None`` where it is not covered (the images are then decoded
+        per file on the CPU)."""
+        return batch_transform(self.transform_)
 
     def forward(self, x):
         """Maps a batch tensor to an ``n x d`` tensor."""

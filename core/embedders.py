@@ -44,6 +44,7 @@ from .devices import (
 )
 from .embed_loop import CHUNK_SIZE, ImageError, embed_paths, load_image
 from .embedder_base import EMBEDDERS, EmbedJob, Embedder
+from .gpu_decode import BatchTransform
 from .schema import Param, ParamError
 from .weights import (
     PROBE_TIMEOUT,
@@ -310,6 +311,35 @@ class PixelsTransform:
         self.size = size
         self.grayscale = grayscale
 
+    def batched(self):
+        """The same on a batch of ``uint8`` images ``N x 3 x H x W``, as a
+        :class:`.gpu_decode.BatchTransform`: bilinear resize with
+        antialiasing (as PIL's), PIL's integer greyscale, then the pixels
+        row by row (height, width, channel), as ``numpy.asarray`` of a PIL
+        image orders them."""
+        import torch
+        import torchvision.transforms.functional as TF
+
+        size, gray = self.size, self.grayscale
+
+        def resize(x):
+            return TF.resize(
+                x,
+                [size, size],
+                interpolation=TF.InterpolationMode.BILINEAR,
+                antialias=True,
+            )
+
+        def flatten(x):
+            x = x.to(torch.float32)
+            if gray:  # ITU-R 601-2 luma, rounded as PIL rounds it
+                w = x.new_tensor([19595.0, 38470.0, 7471.0]).view(1, 3, 1, 1)
+                x = torch.floor(((x * w).sum(1, keepdim=True) + 32768) / 65536)
+            return x.permute(0, 2, 3, 1).reshape(len(x), -1) / 255.0
+
+        name = f"pixels {size}x{size}{' grayscale' if gray else ''}"
+        return BatchTransform([resize, flatten], name)
+
     def __call__(self, img):
         import torch
 
@@ -352,6 +382,9 @@ class Pixels(Embedder):
     def build(self, device):
         p = self.params_
         self.transform_ = PixelsTransform(p["size"], p["color"] == "grayscale")
+
+    def batch_transform(self):
+        return self.transform_.batched()
 
     def forward(self, x):
         return x

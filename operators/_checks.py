@@ -167,6 +167,7 @@ def check_embeddings(samples, field, skip_missing=False):
         ValueError: saying what is wrong and what to do
     """
     vector_field_db_name(samples, field)  # exists, top-level, vectors
+    api.check_no_pending_shards(samples, field)  # an InputError: a ValueError
     n = samples.count()
     have = samples.exists(field).count()
     if have == 0:

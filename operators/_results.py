@@ -162,6 +162,16 @@ def embeddings_output(result):
     return _output("Embeddings computed", lines)
 
 
+def shards_output(result):
+    """The result of queueing a sharded ``compute_embeddings`` run."""
+    r = result or {}
+    lines = [md(line) for line in r.get("summary") or []]
+    ops = r.get("operations") or []
+    if ops:
+        lines.append("**Operations:** " + ", ".join(code(o) for o in ops))
+    return _output("Embedding shards queued", lines)
+
+
 def labels_output(result):
     """The result of ``label_clusters``: the labels written, the clusters
     that failed and why, the tokens used and the time taken."""

@@ -1,4 +1,8 @@
-"""The compute_embeddings operator: a model's vectors into a sample field."""
+"""The compute_embeddings operator: a model's vectors into a sample field,
+in one run or in shards that delegated workers take (see
+:mod:`._shards`)."""
+
+import functools
 
 import fiftyone.core.fields as fof
 import fiftyone.operators.types as types
@@ -13,8 +17,9 @@ from ._common import (
     add_target_view_input,
     mark_invalid,
 )
-from ._execution import call_from_python, run_api
-from ._results import embeddings_output
+from ._execution import call_from_python, from_app, run_api
+from ._results import embeddings_output, shards_output
+from ._shards import queue_shards
 
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 # the inputs of add_run_options
@@ -29,15 +34,16 @@ def add_run_options(inputs):
         "batch_size",
         min=1,
         label="Batch size",
-        description="Images per batch; empty picks 16 on CPU, 64 on GPU",
+        description="Images per batch; empty picks 16 on CPU, 256 on GPU",
     )
     inputs.int(
         "num_workers",
         min=0,
         label="Workers",
         description=(
-            "Processes that decode images; empty picks one per core "
-            "but one on a CPU (up to 4), up to 8 on a GPU"
+            "Processes that decode images (threads that read files where "
+            "JPEGs are decoded on a GPU); empty picks one per core but "
+            "one on a CPU (up to 4), one per core on a GPU"
         ),
     )
     add_dropdown_input(
@@ -107,6 +113,30 @@ def _field_input(inputs, ctx, model):
         )
 
 
+def _shards_input(inputs, ctx):
+    """How many delegated operations the run is split into."""
+    n = ctx.target_view().count()
+    inputs.int(
+        "shards",
+        default=api.default_shards(n),
+        min=1,
+        label="Shards",
+        description=(
+            "Split the run into this many delegated operations, one per "
+            "`fiftyone delegated launch` worker that shares this database "
+            "and the media; 1 runs it as one. Proposed: one per "
+            f"{api.SHARD_EVERY:,} samples above {api.SHARD_EVERY:,}"
+        ),
+    )
+    shards = ctx.params.get("shards")
+    if isinstance(shards, int) and shards > max(n, 1):
+        mark_invalid(
+            inputs,
+            "shards",
+            f"{shards:,} shards is more than the {n:,} samples",
+        )
+
+
 class ComputeEmbeddings(HeavyOperator):
     CONFIG = (
         "compute_embeddings",
@@ -158,7 +188,23 @@ class ComputeEmbeddings(HeavyOperator):
             description="Recompute samples that already have a vector",
             view=types.CheckboxView(),
         )
+        if ctx.dataset is not None:
+            _shards_input(inputs, ctx)
         return self.finish_form(inputs, ctx)
+
+    def resolve_delegation(self, ctx):
+        """A sharded run queues its shards now (the shards are the
+        delegated operations), unless its delegation is asked for."""
+        shards = ctx.params.get("shards")
+        if shards is None and from_app(ctx) and ctx.dataset is not None:
+            shards = api.default_shards(ctx.target_view().count())
+        if (
+            shards not in (None, 1)
+            and not ctx.requesting_delegated_execution
+            and ctx.params.get("delegate") is None
+        ):
+            return False
+        return super().resolve_delegation(ctx)
 
     def execute(self, ctx):
         p = ctx.params
@@ -169,11 +215,39 @@ class ComputeEmbeddings(HeavyOperator):
         }
         kwargs = {k: p[k] for k in _COMMON if p.get(k) is not None}
         kwargs.setdefault("embeddings_field", f"{model}_embeddings")
+        kwargs = dict(model=model, **kwargs, **params)
+        if p.get("shard_group") is not None:  # one shard, delegated
+            kwargs.pop("overwrite", None)
+            kwargs.update(
+                shard_group=p["shard_group"],
+                shard=p["shard"],
+                # FiftyOne keeps the id private; None where it is absent
+                operation_id=getattr(ctx, "_delegated_operation_id", None),
+            )
+            return run_api(
+                ctx,
+                api.run_embedding_shard,
+                ctx.target_view(),
+                kwargs,
+                output=embeddings_output,
+            )
+        shards = p.get("shards")
+        if shards is None and from_app(ctx):
+            shards = api.default_shards(ctx.target_view().count())
+        if shards is not None and shards != 1:
+            return run_api(
+                ctx,
+                functools.partial(queue_shards, ctx, self.uri),
+                ctx.target_view(),
+                dict(kwargs, shards=shards),
+                reload=False,
+                output=shards_output,
+            )
         return run_api(
             ctx,
             api.compute_embeddings,
             ctx.target_view(),
-            dict(model=model, **kwargs, **params),
+            kwargs,
             output=embeddings_output,
         )
 
@@ -188,6 +262,7 @@ class ComputeEmbeddings(HeavyOperator):
         precision="auto",
         skip_failures=True,
         overwrite=False,
+        shards=None,
         delegate=False,
         **params,
     ):
@@ -207,10 +282,11 @@ class ComputeEmbeddings(HeavyOperator):
             model ("open_clip"): ``open_clip``, ``torchvision``, ``pixels``
                 or ``zoo``
             batch_size (None): images per batch; ``None`` picks 16 on a CPU
-                and 64 on a GPU
-            num_workers (None): processes that decode images; ``0`` decodes
+                and 256 on a GPU
+            num_workers (None): processes that decode images (threads that
+                read files where JPEGs are decoded on a GPU); ``0`` decodes
                 in the main process; ``None`` picks one per core but one on
-                a CPU (up to 4), up to 8 on a GPU
+                a CPU (up to 4), one per core on a GPU
             device ("auto"): ``auto`` (CUDA, then MPS, then CPU), ``cpu``,
                 ``cuda`` or ``mps``
             precision ("auto"): ``auto`` (float16 on a GPU, bfloat16 on a
@@ -221,6 +297,12 @@ class ComputeEmbeddings(HeavyOperator):
                 raises and nothing is written)
             overwrite (False): whether to recompute samples that already
                 have a vector
+            shards (None): split the samples to embed into this many
+                shards, each queued as a delegated operation for any
+                ``fiftyone delegated launch`` worker that shares the
+                database and the media (``None`` or 1: one run, now or
+                delegated as ``delegate`` says); ``result`` then lists the
+                queued operations
             delegate (False): whether to queue the run for
                 ``fiftyone delegated launch``
             **params: the model's parameters as ``<model>__<param>``, e.g.
