@@ -21,10 +21,13 @@ written before the computation has succeeded. One module per capability:
 -   :mod:`.projections`: 2-D projections for the App's Embeddings panel
 -   :mod:`.label_audit`: which labels are probably wrong
 -   :mod:`.outliers`: which samples do not belong
+-   :mod:`.assign`: new samples into an existing run's clusters
+-   :mod:`.compare`: two runs compared (ARI, AMI, per-cluster verdicts)
 """
 
 from ..core.schema import ParamError
 from ..data import InputError
+from .assign import assign_clusters
 from .clustering import (
     compute_clusters,
     delete_clustering_run,
@@ -35,6 +38,7 @@ from .clustering import (
     rename_clustering_run,
     repair_interrupted_runs,
 )
+from .compare import compare_clustering_runs, moved_samples
 from .edits import (
     cluster_view,
     get_cluster_table,
@@ -57,9 +61,11 @@ from .projections import (
 __all__ = [
     "InputError",
     "ParamError",
+    "assign_clusters",
     "audit_labels",
     "check_new_brain_key",
     "cluster_view",
+    "compare_clustering_runs",
     "compute_clusters",
     "compute_embeddings",
     "compute_outliers",
@@ -73,6 +79,7 @@ __all__ = [
     "list_projections",
     "load_clustering_results",
     "merge_clusters",
+    "moved_samples",
     "plan_clustering",
     "rename_cluster",
     "rename_clustering_run",

@@ -101,8 +101,10 @@ def get_cluster_table(samples, run_key, view=None):
         ``score_kind``, ``label_field`` (or None), ``n_samples``,
         ``n_clusters`` (noise excluded), ``metrics``, ``edits`` (manual
         renames and merges since the run was computed) and ``clusters``:
-        a list of dicts with ``id``, ``label``, ``size``, ``score_mean``
-        and ``in_view``, largest first, noise last
+        a list of dicts with ``id``, ``label``, ``size``, ``score_mean``,
+        ``in_view``, ``stability`` (``None`` unless the run measured it)
+        and ``assigned`` (samples assigned later), largest first, noise
+        last
 
     Raises:
         InputError: if there is no clustering run ``run_key``
@@ -127,6 +129,8 @@ def get_cluster_table(samples, run_key, view=None):
                 size=int(c.get("size", 0)),
                 score_mean=None if score is None else float(score),
                 in_view=None if counts is None else int(counts.get(cid, 0)),
+                stability=c.get("stability"),
+                assigned=int(c.get("assigned", 0)),
             )
         )
     rows.sort(key=lambda r: (r["id"] == NOISE_ID, -r["size"], int(r["id"])))
