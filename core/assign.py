@@ -123,18 +123,23 @@ def _bounded(n, rng, size=ANCHORS):
 
 
 def _radii(Z, labels, real, C, residual):
-    """Per cluster, the median and the :data:`RADIUS_QUANTILE` quantile of
-    its members' distances to its centre, their PCA residuals included
-    (``k x 2``)."""
-    from .metrics import distances_to_centroids
+    """Per cluster, the median of its members' distances to its centre
+    (their PCA residuals included) and that median times the
+    :data:`RADIUS_QUANTILE` quantile of every member's distance over its
+    cluster's median (pooled, so that small clusters get a stable
+    spread): ``k x 2``."""
+    from .metrics import _positions, distances_to_centroids
 
     d = np.hypot(distances_to_centroids(Z, labels, real, C), residual)
-    out = np.zeros((len(real), 2), dtype=np.float32)
-    for i, cid in enumerate(real):
-        members = d[labels == cid]
-        if len(members):
-            out[i] = np.quantile(members, [0.5, RADIUS_QUANTILE])
-    return out
+    which = _positions(labels, real)
+    ok = (which >= 0) & ~np.isnan(d)
+    medians = np.zeros(len(real), dtype=np.float32)
+    for i in range(len(real)):
+        members = d[ok & (which == i)]
+        medians[i] = np.median(members) if len(members) else 0
+    relative = d[ok] / np.maximum(medians[which[ok]], 1e-12)
+    high = np.quantile(relative, RADIUS_QUANTILE) if len(relative) else 1
+    return np.stack([medians, medians * high], axis=1).astype(np.float32)
 
 
 def _beyond(d, spread, factor):
