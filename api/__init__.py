@@ -47,6 +47,7 @@ from .edits import (
     tag_cluster,
 )
 from .embeddings import compute_embeddings
+from ._actions import flagged_view
 from .label_audit import audit_labels
 from .labels import estimate_label_clusters, label_clusters
 from .outliers import compute_outliers
@@ -72,6 +73,7 @@ __all__ = [
     "compute_projection",
     "delete_clustering_run",
     "estimate_label_clusters",
+    "flagged_view",
     "get_cluster_table",
     "get_clustering_run_info",
     "label_clusters",
