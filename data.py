@@ -429,7 +429,7 @@ def set_values_by_group(dataset, key_field, values, field):
     return result.modified_count
 
 
-def fill_values(dataset, ids, values, field_types, tag=None):
+def fill_values(dataset, ids, values, field_types, tag=None, keep=False):
     """Sets values on samples that have none yet in fields that may
     already exist (the cluster field of a run, when new samples are
     assigned to it), in one server-side merge.
@@ -445,6 +445,9 @@ def fill_values(dataset, ids, values, field_types, tag=None):
         values: ``{field name: sequence aligned with ids}``
         field_types: ``{field name: FiftyOne field class}``
         tag (None): a name for the temporary collection (a claim's token)
+        keep (False): whether to keep the temporary collection on success
+            (it lists the samples written, for a repair until the caller
+            has finished: drop it with :func:`drop_temporaries`)
     """
     coll = dataset._sample_collection
     tmp_coll = coll.database[
@@ -455,6 +458,7 @@ def fill_values(dataset, ids, values, field_types, tag=None):
     schema = dataset.get_field_schema()
     new = [n for n in names if n not in schema]
     cols = [_to_bson_list(values[name]) for name in names]
+    done = False
     try:
         with Rollback() as undo:
             undo.push(remove_fields, dataset, new)
@@ -462,8 +466,17 @@ def fill_values(dataset, ids, values, field_types, tag=None):
             _merge_values(dataset, tmp_coll, ids, names, cols, None)
             for name in new:
                 dataset.add_sample_field(name, field_types[name])
+        done = True
     finally:
-        tmp_coll.drop()
+        if not (done and keep):
+            tmp_coll.drop()
+
+
+def drop_temporaries(dataset, tag):
+    """Drops the temporary collections of the writes tagged ``tag``."""
+    db = dataset._sample_collection.database
+    for name in temporary_collections(dataset, tag):
+        db.drop_collection(name)
 
 
 def unset_values(dataset, ids, names):

@@ -18,13 +18,14 @@ from ..data import (
     InputError,
     Rollback,
     check_sample_collection,
+    drop_temporaries,
     fill_values,
     read_vectors,
     remove_fields,
     unset_values,
 )
 
-__all__ = ["assign_clusters"]
+__all__ = ["assign_clusters", "assigned_view"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,45 @@ def assign_clusters(
     )
 
 
+def assigned_view(samples, run_key, cluster_id=None, novel=False):
+    """The samples that :func:`assign_clusters` put into run ``run_key``
+    (those with a value in ``<run_key>_novel``), of one cluster or of all,
+    or only the novel ones (``novel=True``).
+
+    Raises:
+        InputError: no such run, or a cluster the run does not have
+    """
+    from fiftyone import ViewField as F
+
+    field = runs.cluster_field(samples, run_key)
+    flag = novel_field(run_key)
+    if flag not in samples._dataset.get_field_schema():
+        return samples.match(F("_id") == None)  # noqa: E711 (none)
+    view = samples.match(F(flag) == True) if novel else samples.exists(flag)
+    if cluster_id is not None:
+        clusters = runs.load_results(samples, run_key).get("clusters") or {}
+        if str(cluster_id) not in clusters:
+            raise InputError(f"Run '{run_key}' has no cluster {cluster_id!r}")
+        view = view.match(F(field) == str(cluster_id))
+    return view
+
+
+def assigned_counts(samples, run_key, results):
+    """``{"assigned": n, "novel": m}`` samples of ``samples`` assigned to
+    the run later, counted now; empty when none ever was."""
+    if not results.get("assignments"):
+        return {}
+    n = assigned_view(samples, run_key).count()
+    return (
+        dict(
+            assigned=n,
+            novel=assigned_view(samples, run_key, None, True).count(),
+        )
+        if n
+        else {}
+    )
+
+
 def _check_options(novelty_factor, recluster_above):
     if isinstance(novelty_factor, bool) or not isinstance(
         novelty_factor, (int, float)
@@ -219,13 +259,17 @@ def _write(samples, run_key, config, ids, cluster_ids, scores, novel, factor):
                 f"{taken} of these samples were assigned to run "
                 f"'{run_key}' by another call meanwhile; run it again"
             )
-        claim.set_phase("writing")
+        # a repair unsets these values on the samples of the write's
+        # temporary collection, kept until the record is saved
+        claim.set_phase("writing", values=list(values))
         with Rollback() as undo:
-            fill_values(dataset, ids, values, types, tag=claim.token)
+            undo.push(drop_temporaries, dataset, claim.token)
+            fill_values(dataset, ids, values, types, claim.token, keep=True)
             undo.push(_undo_values, dataset, ids, list(values), fields)
             record = _record(cluster_ids, novel, factor)
             _save_record(samples, run_key, flag, record)
         claim.set_phase("done")
+        drop_temporaries(dataset, claim.token)
     return record
 
 

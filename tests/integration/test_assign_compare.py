@@ -1,6 +1,11 @@
 """Clusters that keep up with the dataset, through the API on a real
 database: assigning new samples, comparing runs, stability."""
 
+import json
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -139,9 +144,10 @@ def test_assign_refusals_write_nothing(api, dataset_name, runs):
     assert _state(ds) == state
     # another dimension
     missing.set_values("emb", [np.zeros(32, np.float32)] * 3)
+    state = _state(ds)
     with pytest.raises(api.InputError, match="32 dimensions"):
         api.assign_clusters(ds.match_tags("new").limit(3), "k")
-    assert _state(ds)[1:] == _state(ds)[1:]
+    assert _state(ds) == state
     with pytest.raises(api.InputError, match="novelty_factor"):
         api.assign_clusters(ds, "k", novelty_factor=0)
     # a run stored before this feature
@@ -195,8 +201,10 @@ def test_compare_runs(api, dataset_name):
     api.compute_clusters(
         ds.limit(900), "c", "emb", method="kmeans", kmeans__n_clusters=5
     )
+    state = _state(ds)
     with pytest.raises(api.InputError, match="no sample in common"):
         api.compare_clustering_runs(ds.skip(900), "a", "c")
+    assert _state(ds) == state
 
 
 def test_stability_option(api, dataset_name):
@@ -236,3 +244,93 @@ def test_stability_option(api, dataset_name):
         api.compute_clusters(
             ds, "bad", "emb", method="kmeans", stability_resamples=-1
         )
+
+
+# Runs assign_clusters on a dataset in a fresh process, killed (SIGKILL)
+# at a moment of its write:
+#   kill_after_merge    once the server-side merge of the values returned
+#   kill_before_record  once the values are in place and declared, before
+#                       the run's record of the call is saved
+ASSIGN_RUNNER = r"""
+import importlib, json, os, signal, sys
+import fiftyone as fo
+import fiftyone.operators as foo
+
+foo.get_operator("@curate/clustering/compute_clusters")
+M = "fiftyone.plugins.orgs.curate.clustering"
+api = importlib.import_module(M + ".api")
+data = importlib.import_module(M + ".data")
+assign = importlib.import_module(M + ".api.assign")
+name, key, fault = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def die(*a, **k):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if fault == "kill_after_merge":
+    real_merge = data._merge_values
+    def merge_then_die(*args):
+        real_merge(*args)
+        die()
+    data._merge_values = merge_then_die
+elif fault == "kill_before_record":
+    assign._save_record = die
+out = api.assign_clusters(fo.load_dataset(name), key)
+print("RESULT " + json.dumps({"n": out["n_assigned"]}))
+"""
+
+
+def _raw(ds):
+    """The raw documents, the full schema, the runs' results and the
+    dataset's collections."""
+    ds.reload()
+    docs = list(
+        ds._sample_collection.find({}, {"last_modified_at": 0}).sort("_id")
+    )
+    schema = sorted(ds.get_field_schema(include_private=True))
+    colls = sorted(
+        c
+        for c in ds._sample_collection.database.list_collection_names()
+        if c.startswith(ds._sample_collection_name)
+    )
+    results = {
+        k: dict(ds.load_run_results(k, cache=False).data)
+        for k in ds.list_runs()
+    }
+    return schema, colls, results, docs
+
+
+@pytest.mark.parametrize("fault", ["kill_after_merge", "kill_before_record"])
+def test_a_killed_assignment_is_repaired(api, dataset_name, test_env, fault):
+    """A process killed while it writes new samples' ids leaves a claim;
+    the repair unsets what it wrote on those samples only, and the next
+    call assigns them."""
+    ds = _digits(dataset_name)
+    ds.persistent = True  # the other process loads it
+    api.compute_clusters(
+        ds.match_tags("train"),
+        "k",
+        "emb",
+        method="kmeans",
+        kmeans__n_clusters=10,
+    )
+    before = _raw(ds)
+    proc = subprocess.run(
+        [sys.executable, "-c", ASSIGN_RUNNER, ds.name, "k", fault],
+        env=test_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    ds.reload()
+    n_new = len(ds.match_tags("new"))
+    # the dead call wrote its values
+    assert len(ds.exists("k_cluster")) == len(ds), fault
+    repaired = api.repair_interrupted_runs(ds)
+    assert len(repaired) == 1, repaired
+    assert f"on the {n_new} samples it was writing" in repaired[0]
+    assert _raw(ds) == before
+    out = api.assign_clusters(ds, "k")
+    assert out["n_assigned"] == n_new
+    info = api.get_clustering_run_info(ds, "k")
+    assert len(info["assignments"]) == 1
