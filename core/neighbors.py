@@ -155,13 +155,13 @@ def prepare_features(
     else:
         solver = "full"
     pca = PCA(k, svd_solver=solver, random_state=seed).fit(sample)
+    del sample  # up to fit_rows x d floats, before the output's n x k
     components = np.ascontiguousarray(pca.components_.T, dtype=np.float32)
-    mean = pca.mean_.astype(np.float32)
-    keep.update(mean=mean, components=components)
+    keep.update(mean=pca.mean_.astype(np.float32), components=components)
     out = np.empty((n, k), dtype=np.float32)
     for start in range(0, n, CHUNK):
         chunk = rows(start, start + CHUNK)
-        chunk -= mean
+        chunk -= keep["mean"]
         np.matmul(chunk, components, out=out[start : start + CHUNK])
         _report(progress, min(n, start + CHUNK) / n, "PCA")
     return out
