@@ -27,7 +27,7 @@ written before the computation has succeeded. One module per capability:
 
 from ..core.schema import ParamError
 from ..data import InputError
-from .assign import assign_clusters
+from .assign import assign_clusters, assigned_view
 from .clustering import (
     compute_clusters,
     delete_clustering_run,
@@ -38,7 +38,7 @@ from .clustering import (
     rename_clustering_run,
     repair_interrupted_runs,
 )
-from .compare import compare_clustering_runs, moved_samples
+from .compare import compare_clustering_runs, moved_out, moved_samples
 from .edits import (
     cluster_view,
     get_cluster_table,
@@ -63,6 +63,7 @@ __all__ = [
     "InputError",
     "ParamError",
     "assign_clusters",
+    "assigned_view",
     "audit_labels",
     "check_new_brain_key",
     "cluster_view",
@@ -81,6 +82,7 @@ __all__ = [
     "list_projections",
     "load_clustering_results",
     "merge_clusters",
+    "moved_out",
     "moved_samples",
     "plan_clustering",
     "rename_cluster",

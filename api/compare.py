@@ -13,7 +13,7 @@ from ..core.compare import compare as compare_labels
 from ..core.progress import report
 from ..data import InputError
 
-__all__ = ["compare_clustering_runs", "moved_samples"]
+__all__ = ["compare_clustering_runs", "moved_out", "moved_samples"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,3 +124,17 @@ def moved_samples(samples, run_key, other_run_key, cluster_id, other_id):
     fa = runs.cluster_field(samples, run_key)
     fb = runs.cluster_field(samples, other_run_key)
     return samples.match((F(fa) == str(cluster_id)) & (F(fb) == str(other_id)))
+
+
+def moved_out(samples, run_key, other_run_key, cluster_id, best_match):
+    """The samples of cluster ``cluster_id`` of ``run_key`` that are not in
+    its best match ``best_match`` of ``other_run_key`` (but clustered
+    there): what moved elsewhere between the runs. Swap the runs for the
+    samples a cluster of the second run gathered from elsewhere."""
+    fa = runs.cluster_field(samples, run_key)
+    fb = runs.cluster_field(samples, other_run_key)
+    return samples.match(
+        (F(fa) == str(cluster_id))
+        & (F(fb) != None)  # noqa: E711 (clustered by both)
+        & (F(fb) != str(best_match))
+    )

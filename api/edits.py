@@ -15,6 +15,7 @@ from .. import runs
 from ..core import summary as summary_
 from ..core.methods import SCORE_KINDS
 from ..core.metrics import NOISE_ID
+from .assign import assigned_counts
 from ..data import (
     InputError,
     Rollback,
@@ -102,7 +103,8 @@ def get_cluster_table(samples, run_key, view=None):
         ``n_clusters`` (noise excluded), ``metrics``, ``edits`` (manual
         renames and merges since the run was computed), ``flags`` (the
         numbers of label suspects and outliers, for the curation actions
-        the run has) and ``clusters``: a list of dicts with ``id``,
+        the run has, and of samples ``assigned`` later and ``novel``
+        among them, once some were) and ``clusters``: a list of dicts with ``id``,
         ``label``, ``size``, ``score_mean``, ``in_view``, ``stability``
         (``None`` unless the run measured it) and ``assigned`` (samples
         assigned later), and with the curation actions
@@ -138,6 +140,7 @@ def get_cluster_table(samples, run_key, view=None):
         )
     rows.sort(key=lambda r: (r["id"] == NOISE_ID, -r["size"], int(r["id"])))
     flags = _add_curation(samples, run_key, results, rows)
+    flags.update(assigned_counts(samples, run_key, results))
     return dict(
         run_key=run_key,
         method=config.get("method"),
