@@ -253,7 +253,7 @@ def _write(samples, run_key, config, ids, cluster_ids, scores, novel, factor):
         ]
         types[score_field] = fo.FloatField
     with claims.claim(samples, None, fields, edits=run_key) as claim:
-        taken = dataset.select(ids).exists(field).count()
+        taken = _already_assigned(dataset, ids, field)
         if taken:
             raise InputError(
                 f"{taken} of these samples were assigned to run "
@@ -271,6 +271,18 @@ def _write(samples, run_key, config, ids, cluster_ids, scores, novel, factor):
         claim.set_phase("done")
         drop_temporaries(dataset, claim.token)
     return record
+
+
+def _already_assigned(dataset, ids, field, chunk=100_000):
+    """How many of the samples ``ids`` have a value in ``field`` (in
+    chunks: one query naming a million ids exceeds MongoDB's 16 MB)."""
+    coll = dataset._sample_collection
+    return sum(
+        coll.count_documents(
+            {"_id": {"$in": list(ids[s : s + chunk])}, field: {"$ne": None}}
+        )
+        for s in range(0, len(ids), chunk)
+    )
 
 
 def _undo_values(dataset, ids, names, declared):
