@@ -300,4 +300,5 @@ def _table(panel, key, columns, on_click, label):
 
 def moved_text(what, count):
     """What the grid shows after a click in the comparison."""
-    return f"The grid shows {count:,} samples: {what}"
+    noun = "sample" if count == 1 else "samples"
+    return f"The grid shows {count:,} {noun}: {what}"
