@@ -386,13 +386,21 @@ def _predict_model(state, Z):
 
 
 def _centre_distances(state, Z, labels):
-    """Distance of each row to its label's centre (NaN for noise)."""
-    where = {int(c): i for i, c in enumerate(state["centre_labels"])}
-    rows = np.array([where.get(int(c), -1) for c in labels])
+    """Distance of each row to its label's centre (NaN for noise), chunk
+    by chunk (a copy of ``Z`` would double the memory at 1M rows)."""
+    real = state["centre_labels"]  # sorted (np.unique)
     out = np.full(len(Z), np.nan, dtype=np.float32)
-    ok = rows >= 0
-    diff = Z[ok] - state["centres"][rows[ok]]
-    out[ok] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    if not len(real):
+        return out
+    pos = np.minimum(np.searchsorted(real, labels), len(real) - 1)
+    rows = np.where(real[pos] == labels, pos, -1)
+    for s in range(0, len(Z), neighbors.CHUNK):
+        r = rows[s : s + neighbors.CHUNK]
+        ok = r >= 0
+        diff = Z[s : s + neighbors.CHUNK][ok] - state["centres"][r[ok]]
+        out[s : s + neighbors.CHUNK][ok] = np.sqrt(
+            np.einsum("ij,ij->i", diff, diff)
+        )
     return out
 
 
