@@ -29,7 +29,12 @@ from pymongo.errors import BulkWriteError
 
 import fiftyone.core.odm as odm
 
-from .data import InputError, remove_fields, temporary_collections
+from .data import (
+    InputError,
+    remove_fields,
+    temporary_collections,
+    unset_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +74,18 @@ class Claim:
         self._stop = threading.Event()
         self._thread = None
 
-    def set_phase(self, phase):
+    def set_phase(self, phase, values=None):
         """Records how far the run has come (``claimed``, ``writing``,
-        ``registering``; ``done`` once nothing is left to undo)."""
-        _coll().update_many(
-            {"token": self.token},
-            {"$set": {"phase": phase, "alive_at": _now()}},
-        )
+        ``registering``; ``done`` once nothing is left to undo).
+
+        ``values`` names fields that already exist and receive values on
+        some samples only (the samples a write's temporary collection,
+        tagged with this claim's token, holds): a repair unsets them on
+        those samples, where :func:`claim`'s fields are removed whole."""
+        update = {"phase": phase, "alive_at": _now()}
+        if values is not None:
+            update["values"] = list(values)
+        _coll().update_many({"token": self.token}, {"$set": update})
 
     def _beat(self):
         while not self._stop.wait(HEARTBEAT_S):
@@ -138,6 +148,7 @@ def _claim_docs(dataset, run_key, fields, token, edits=None):
         dataset_id=_dataset_id(dataset),
         token=token,
         run_key=run_key,
+        edits=edits,
         fields=list(fields),
         phase="claimed",
         host=_HOST,
@@ -212,12 +223,14 @@ def repair_dead_claims(dataset):
 def _repair(dataset, token, doc):
     """Undoes what the dead claim ``doc`` was writing."""
     if doc.get("phase") == "done":  # died after its last write
+        _end_writes(dataset, token, [])
         return (
             f"Released the claim of a finished call on dataset "
             f"'{dataset.name}' whose process {doc.get('pid')} died"
         )
     fields = doc.get("fields") or []
-    _end_writes(dataset, token, fields)
+    values = doc.get("values") or []
+    n_unset = _end_writes(dataset, token, fields + values, values)
     dataset.reload()
     run_key = doc.get("run_key")
     removed_run = False
@@ -225,19 +238,28 @@ def _repair(dataset, token, doc):
         dataset.delete_run(run_key)
         removed_run = True
     remove_fields(dataset, fields)
+    name = run_key or doc.get("edits")
     return (
-        f"Repaired run '{run_key}' on dataset '{dataset.name}', interrupted "
+        f"Repaired run '{name}' on dataset '{dataset.name}', interrupted "
         f"in phase '{doc.get('phase')}' (process {doc.get('pid')} on "
         f"{doc.get('host')} died): removed "
         + ("the half-registered run and " if removed_run else "")
         + f"the values of {', '.join(fields) or 'no field'}"
+        + (
+            f" and those of {', '.join(values)} on the {n_unset} samples it "
+            "was writing"
+            if values
+            else ""
+        )
     )
 
 
-def _end_writes(dataset, token, fields):
+def _end_writes(dataset, token, fields, values=()):
     """Stops the server-side writes that a dead claim left running (a
     ``$merge`` goes on after its client died, as per-document updates that
-    set the claimed fields) and drops its temporary collections."""
+    set the claimed fields), unsets ``values`` on the samples its
+    temporary collections hold, and drops them; returns how many samples
+    it unset."""
     coll = dataset._sample_collection
     deadline = time.monotonic() + WAIT_FOR_WRITES_S
     quiet = 0
@@ -247,8 +269,15 @@ def _end_writes(dataset, token, fields):
         for opid in {op["opid"] for op in ops}:
             coll.database.client.admin.command("killOp", op=opid)
         time.sleep(0.1)
+    n = 0
     for name in temporary_collections(dataset, token):
+        if values:
+            tmp = coll.database[name]
+            ids = [d["_id"] for d in tmp.find({}, {"_id": 1})]
+            unset_values(dataset, ids, values)
+            n += len(ids)
         coll.database.drop_collection(name)
+    return n
 
 
 def _writes_of(coll, fields):

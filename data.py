@@ -427,3 +427,63 @@ def set_values_by_group(dataset, key_field, values, field):
     ]
     result = dataset._sample_collection.bulk_write(ops, ordered=False)
     return result.modified_count
+
+
+def fill_values(dataset, ids, values, field_types, tag=None, keep=False):
+    """Sets values on samples that have none yet in fields that may
+    already exist (the cluster field of a run, when new samples are
+    assigned to it), in one server-side merge.
+
+    Missing fields are declared after the values are in place. If anything
+    fails, the values are unset again on these samples only (they had
+    none), and the fields this call declared are removed, so values of
+    other samples are never touched.
+
+    Args:
+        dataset: a FiftyOne dataset
+        ids: sample ``ObjectId`` s that have no value in any of the fields
+        values: ``{field name: sequence aligned with ids}``
+        field_types: ``{field name: FiftyOne field class}``
+        tag (None): a name for the temporary collection (a claim's token)
+        keep (False): whether to keep the temporary collection on success
+            (it lists the samples written, for a repair until the caller
+            has finished: drop it with :func:`drop_temporaries`)
+    """
+    coll = dataset._sample_collection
+    tmp_coll = coll.database[
+        f"{dataset._sample_collection_name}_tmp_{int(time.time())}_"
+        f"{tag or uuid.uuid4().hex[:8]}"
+    ]
+    names = list(values)
+    schema = dataset.get_field_schema()
+    new = [n for n in names if n not in schema]
+    cols = [_to_bson_list(values[name]) for name in names]
+    done = False
+    try:
+        with Rollback() as undo:
+            undo.push(remove_fields, dataset, new)
+            undo.push(unset_values, dataset, ids, names)
+            _merge_values(dataset, tmp_coll, ids, names, cols, None)
+            for name in new:
+                dataset.add_sample_field(name, field_types[name])
+        done = True
+    finally:
+        if not (done and keep):
+            tmp_coll.drop()
+
+
+def drop_temporaries(dataset, tag):
+    """Drops the temporary collections of the writes tagged ``tag``."""
+    db = dataset._sample_collection.database
+    for name in temporary_collections(dataset, tag):
+        db.drop_collection(name)
+
+
+def unset_values(dataset, ids, names):
+    """Unsets fields ``names`` on the samples ``ids`` only."""
+    coll = dataset._sample_collection
+    for start in range(0, len(ids), _WRITE_CHUNK):
+        coll.update_many(
+            {"_id": {"$in": list(ids[start : start + _WRITE_CHUNK])}},
+            {"$unset": {name: "" for name in names}},
+        )

@@ -22,10 +22,13 @@ written before the computation has succeeded. One module per capability:
 -   :mod:`.projections`: 2-D projections for the App's Embeddings panel
 -   :mod:`.label_audit`: which labels are probably wrong
 -   :mod:`.outliers`: which samples do not belong
+-   :mod:`.assign`: new samples into an existing run's clusters
+-   :mod:`.compare`: two runs compared (ARI, AMI, per-cluster verdicts)
 """
 
 from ..core.schema import ParamError
 from ..data import InputError
+from .assign import assign_clusters, assigned_view
 from .clustering import (
     compute_clusters,
     delete_clustering_run,
@@ -36,6 +39,7 @@ from .clustering import (
     rename_clustering_run,
     repair_interrupted_runs,
 )
+from .compare import compare_clustering_runs, moved_out, moved_samples
 from .edits import (
     cluster_view,
     get_cluster_table,
@@ -70,11 +74,14 @@ __all__ = [
     "InputError",
     "ParamError",
     "SHARD_EVERY",
+    "assign_clusters",
+    "assigned_view",
     "audit_labels",
     "cancel_embedding_shards",
     "check_new_brain_key",
     "check_no_pending_shards",
     "cluster_view",
+    "compare_clustering_runs",
     "compute_clusters",
     "compute_embeddings",
     "compute_outliers",
@@ -91,6 +98,8 @@ __all__ = [
     "list_projections",
     "load_clustering_results",
     "merge_clusters",
+    "moved_out",
+    "moved_samples",
     "plan_clustering",
     "plan_embedding_shards",
     "record_shard_operation",

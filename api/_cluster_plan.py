@@ -34,6 +34,7 @@ class ClusteringPlan:
     model: Optional[str] = None
     embed_options: Optional[dict] = None
     projection_brain_key: Optional[str] = None
+    stability_resamples: int = 0
 
     @property
     def score_field(self):
@@ -51,6 +52,8 @@ class ClusteringPlan:
             w = dict(embedding=12, **w)
         if self.projection_brain_key is not None:
             w["projecting"] = 4
+        if self.stability_resamples:
+            w["stability"] = 2 * self.stability_resamples
         return w
 
     def config(self, method_params, n_samples):
@@ -69,6 +72,7 @@ class ClusteringPlan:
             model=self.model,
             n_samples=n_samples,
             fields=self.fields,
+            stability_resamples=self.stability_resamples,
         )
 
 
@@ -84,6 +88,7 @@ def plan_clustering(
     model=None,
     embed_options=None,
     projection_brain_key=None,
+    stability_resamples=0,
     **params,
 ):
     """Validates a clustering request against its schemas and the dataset,
@@ -97,12 +102,7 @@ def plan_clustering(
         ParamError: on an unknown component, parameter or value
     """
     check_sample_collection(samples, "compute_clusters writes sample fields")
-    for name, value in (
-        ("normalize", normalize),
-        ("skip_missing", skip_missing),
-    ):
-        if not isinstance(value, (bool, np.bool_)):
-            raise InputError(f"{name} must be True or False; got {value!r}")
+    _check_flags(normalize, skip_missing, stability_resamples)
     embed_options = _check_embed_options(model, embed_options or {})
     check_no_pending_shards(samples, embeddings_field)
     method_cls = methods.METHODS.get(method)
@@ -139,6 +139,7 @@ def plan_clustering(
         model=model,
         embed_options=embed_options if model is not None else None,
         projection_brain_key=projection_brain_key,
+        stability_resamples=int(stability_resamples or 0),
     )
     check_names(samples, plan)
     return plan
@@ -184,3 +185,27 @@ def _check_embed_options(model, options):
             "computed: pass model= as well, or leave it out"
         )
     return {}
+
+
+def _check_flags(normalize, skip_missing, stability_resamples):
+    for name, value in (
+        ("normalize", normalize),
+        ("skip_missing", skip_missing),
+    ):
+        if not isinstance(value, (bool, np.bool_)):
+            raise InputError(f"{name} must be True or False; got {value!r}")
+    _check_resamples(stability_resamples)
+
+
+def _check_resamples(value):
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not 0 <= value <= 100
+    ):
+        raise InputError(
+            "stability_resamples must be a whole number from 0 (off) to "
+            f"100; got {value!r}"
+        )

@@ -34,6 +34,7 @@ from ._cluster_plan import (
     default_reduce,
     plan_clustering,
 )
+from . import _keep
 from .embeddings import compute_embeddings
 from .label_audit import audit_summary
 from .outliers import outlier_summary
@@ -75,6 +76,7 @@ def compute_clusters(
     device="auto",
     precision="auto",
     projection_brain_key=None,
+    stability_resamples=0,
     progress=None,
     **params,
 ):
@@ -119,6 +121,13 @@ def compute_clusters(
             run. When the run reduces with UMAP, the projection reuses its
             neighbour-search features and, where it covers every sample, its
             kNN graph
+        stability_resamples (0): if positive, repeat the clustering this
+            many times on random halves of the run's (already reduced)
+            features, each with another seed, and store each cluster's
+            mean best-match Jaccard (Hennig's cluster-wise stability, as in
+            R's ``fpc::clusterboot``): above 0.85 "stable", below 0.6
+            "dissolving". Costs about ``stability_resamples`` fits on half
+            the samples (the reduction is not repeated)
         progress (None): an optional ``progress(fraction, stage)`` callable
         **params: method, reduction and embedder parameters as
             ``<method>__<param>``, ``<reduce>__<param>`` and
@@ -151,6 +160,7 @@ def compute_clusters(
             precision=precision,
         ),
         projection_brain_key=projection_brain_key,
+        stability_resamples=stability_resamples,
         **params,
     )
     with claims.claim(samples, plan.run_key, plan.fields) as claim:
@@ -195,6 +205,13 @@ def _run(samples, plan, claim, progress=None):
         )
     with stages("clustering", "cluster"):
         fitted, method_params, k_curve = _fit(plan, Z)
+        kept = _keep.assign_model(plan, fitted, Z, reducer, X)
+    stability = None
+    if plan.stability_resamples:
+        with stages("stability", "stability") as report:
+            stability = _keep.cluster_stability(
+                plan, method_params, Z, fitted.labels_, report
+            )
     with stages("summarizing", "summarize"):
         summary = summarize(X, Z, fitted.labels_, fitted)
     points = None
@@ -210,6 +227,9 @@ def _run(samples, plan, claim, progress=None):
         _store(samples, plan, ids, fitted.labels_, summary, report, claim)
         config = plan.config(method_params, len(ids))
         results = _results(summary, ids, k_curve)
+        results["assign_model"] = kept
+        if stability is not None:
+            _keep.add_stability(results, *stability)
         claim.set_phase("registering")
         _register(samples, plan, config, results, ids, points, projector)
     stages.done()
@@ -343,6 +363,7 @@ def get_clustering_run_info(samples, run_key):
     info = runs.get_info(samples, run_key)
     results = runs.load_results(samples, run_key)
     summary = run_summary(info["config"], results, info["timestamp"])
+    summary += _keep.stability_lines(results) + _keep.assignment_lines(results)
     actions = results.get("actions") or {}
     for name, record in actions.items():
         summary += _ACTION_SUMMARIES[name](record)
@@ -360,7 +381,22 @@ def get_clustering_run_info(samples, run_key):
         edits=results.get("edits") or [],
         clusters=clusters,
     )
+    info["stability"] = _stability_info(results)
+    info["assignments"] = results.get("assignments") or []
     return info
+
+
+def _stability_info(results):
+    """Per-cluster stability and how it was measured, or ``None``."""
+    record = results.get("stability")
+    if not record:
+        return None
+    clusters = {
+        cid: c.get("stability")
+        for cid, c in (results.get("clusters") or {}).items()
+        if cid != NOISE_ID
+    }
+    return dict(record, clusters=clusters)
 
 
 def list_clustering_runs(samples):

@@ -15,6 +15,7 @@ from .. import runs
 from ..core import summary as summary_
 from ..core.methods import SCORE_KINDS
 from ..core.metrics import NOISE_ID
+from .assign import assigned_counts
 from ..data import (
     InputError,
     Rollback,
@@ -102,10 +103,13 @@ def get_cluster_table(samples, run_key, view=None):
         ``n_clusters`` (noise excluded), ``metrics``, ``edits`` (manual
         renames and merges since the run was computed), ``flags`` (the
         numbers of label suspects and outliers, for the curation actions
-        the run has) and ``clusters``: a list of dicts with ``id``,
-        ``label``, ``size``, ``score_mean`` and ``in_view``, and with the
-        curation actions ``majority_label``, ``purity``, ``suspects`` and
-        ``outliers``, largest first, noise last
+        the run has, and of samples ``assigned`` later and ``novel``
+        among them, once some were) and ``clusters``: a list of dicts with ``id``,
+        ``label``, ``size``, ``score_mean``, ``in_view``, ``stability``
+        (``None`` unless the run measured it) and ``assigned`` (samples
+        assigned later), and with the curation actions
+        ``majority_label``, ``purity``, ``suspects`` and ``outliers``,
+        largest first, noise last
 
     Raises:
         InputError: if there is no clustering run ``run_key``
@@ -130,10 +134,13 @@ def get_cluster_table(samples, run_key, view=None):
                 size=int(c.get("size", 0)),
                 score_mean=None if score is None else float(score),
                 in_view=None if counts is None else int(counts.get(cid, 0)),
+                stability=c.get("stability"),
+                assigned=int(c.get("assigned", 0)),
             )
         )
     rows.sort(key=lambda r: (r["id"] == NOISE_ID, -r["size"], int(r["id"])))
     flags = _add_curation(samples, run_key, results, rows)
+    flags.update(assigned_counts(samples, run_key, results))
     return dict(
         run_key=run_key,
         method=config.get("method"),

@@ -86,6 +86,11 @@ class ClusteringMethod:
             if the method has one that may be chosen automatically
         max_samples: the largest input the method handles (memory grows
             quadratically for some), or ``None``
+        assigns: how samples the fit did not see are assigned (see
+            :mod:`.assign`): ``"centroids"`` (nearest centre), ``"model"``
+            (the fitted model's own prediction), ``"hdbscan"``
+            (approximate prediction on the condensed tree) or
+            ``"core_samples"`` (nearest core sample within ``eps``)
         score_kind: the per-sample score the method produces, a key of
             :data:`SCORE_KINDS`. ``"distance"`` (to the cluster centre) is
             computed for the method after the fit; a method that declares
@@ -100,6 +105,7 @@ class ClusteringMethod:
     k_param = None
     max_samples = None
     score_kind = "distance"
+    assigns = "centroids"
 
     def __init__(self, **params):
         self.params_ = METHODS.resolve(self.name, params)
@@ -247,6 +253,7 @@ class Birch(ClusteringMethod):
         ),
     ) + AUTO_K_PARAMS
     k_param = "n_clusters"
+    assigns = "model"
 
     def _fit(self, X):
         from sklearn.cluster import Birch as SKBirch
@@ -257,6 +264,7 @@ class Birch(ClusteringMethod):
             threshold=p["threshold"],
             branching_factor=p["branching_factor"],
         ).fit(X)
+        self.model_ = model
         return model.labels_, None
 
 
@@ -353,6 +361,7 @@ class HDBSCAN(ClusteringMethod):
     )
     density_based = True
     score_kind = "strength"
+    assigns = "hdbscan"
 
     def used_params(self):
         return dict(
@@ -377,6 +386,7 @@ class HDBSCAN(ClusteringMethod):
             cluster_selection_method=p["cluster_selection_method"],
             core_dist_n_jobs=1,
         ).fit(X)
+        self.model_ = model
         return model.labels_, model.probabilities_.astype(np.float32)
 
 
@@ -412,6 +422,7 @@ class DBSCAN(ClusteringMethod):
         ),
     )
     density_based = True
+    assigns = "core_samples"
 
     def _fit(self, X):
         from sklearn.cluster import DBSCAN as SKDBSCAN
@@ -420,6 +431,7 @@ class DBSCAN(ClusteringMethod):
         model = SKDBSCAN(
             eps=p["eps"], min_samples=p["min_samples"], metric=p["metric"]
         ).fit(X)
+        self.model_ = model
         return model.labels_, None
 
 
@@ -445,6 +457,7 @@ class GaussianMixture(ClusteringMethod):
     ) + AUTO_K_PARAMS
     k_param = "n_clusters"
     score_kind = "probability"
+    assigns = "model"
 
     def _fit(self, X):
         from sklearn.mixture import GaussianMixture as SKGaussianMixture
@@ -456,6 +469,7 @@ class GaussianMixture(ClusteringMethod):
             max_iter=p["max_iter"],
             random_state=p["random_state"],
         ).fit(X)
+        self.model_ = model
         proba = model.predict_proba(X)
         labels = proba.argmax(axis=1)
         return labels, proba.max(axis=1).astype(np.float32)

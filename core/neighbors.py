@@ -90,6 +90,7 @@ def prepare_features(
     seed=51,
     fit_rows=PCA_FIT_ROWS,
     progress=None,
+    keep=None,
 ):
     """The features neighbour search and layouts run on.
 
@@ -106,6 +107,9 @@ def prepare_features(
         seed (51): seed of the row sample and of the PCA; ``None`` is 0
         fit_rows (PCA_FIT_ROWS): rows the PCA is fitted on
         progress (None): an optional ``progress(fraction, label=None)``
+        keep (None): a dict that receives what :func:`apply_features`
+            needs to transform other rows the same way (``cosine``, and the
+            PCA's ``mean`` and ``components`` where there is one)
 
     Returns:
         an ``n x min(d, n_components)`` float32 matrix
@@ -125,6 +129,8 @@ def prepare_features(
         return chunk
 
     k = min(n_components, d, n)
+    keep = {} if keep is None else keep
+    keep["cosine"] = cosine
     if d <= n_components and n_components > 2:
         out = np.empty((n, d), dtype=np.float32)
         for start in range(0, n, CHUNK):
@@ -149,15 +155,31 @@ def prepare_features(
     else:
         solver = "full"
     pca = PCA(k, svd_solver=solver, random_state=seed).fit(sample)
-    del sample
+    del sample  # up to fit_rows x d floats, before the output's n x k
     components = np.ascontiguousarray(pca.components_.T, dtype=np.float32)
-    mean = pca.mean_.astype(np.float32)
+    keep.update(mean=pca.mean_.astype(np.float32), components=components)
     out = np.empty((n, k), dtype=np.float32)
     for start in range(0, n, CHUNK):
         chunk = rows(start, start + CHUNK)
-        chunk -= mean
+        chunk -= keep["mean"]
         np.matmul(chunk, components, out=out[start : start + CHUNK])
         _report(progress, min(n, start + CHUNK) / n, "PCA")
+    return out
+
+
+def apply_features(X, keep):
+    """The features of new rows ``X``, transformed as the rows whose
+    :func:`prepare_features` filled ``keep`` were."""
+    d = keep["components"].shape[1] if "mean" in keep else X.shape[1]
+    out = np.empty((len(X), d), dtype=np.float32)
+    for start in range(0, len(X), CHUNK):
+        chunk = np.array(X[start : start + CHUNK], dtype=np.float32)
+        if keep["cosine"]:
+            l2_normalize(chunk)
+        if "mean" in keep:
+            chunk -= keep["mean"]
+            chunk = chunk @ keep["components"]
+        out[start : start + CHUNK] = chunk
     return out
 
 

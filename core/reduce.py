@@ -62,17 +62,24 @@ class PCA(Reducer):
                 f"pca__n_components={k} must not exceed the number of "
                 f"samples or dimensions ({min(X.shape)})"
             )
-        return pca(X, k, p["random_state"])
+        keep = {}
+        Y = pca(X, k, p["random_state"], keep=keep)
+        self.transform_ = keep
+        return Y
 
 
-def pca(X, n_components, seed=51):
-    """PCA of the rows of ``X`` to ``n_components`` float32 columns."""
+def pca(X, n_components, seed=51, keep=None):
+    """PCA of the rows of ``X`` to ``n_components`` float32 columns; the
+    fitted ``mean`` and ``components`` (``n_components x d``) go into the
+    dict ``keep`` when one is given."""
     from sklearn.decomposition import PCA as SKPCA
 
     solver = "randomized" if n_components < 0.8 * min(X.shape) else "full"
-    Y = SKPCA(
-        n_components, svd_solver=solver, random_state=seed
-    ).fit_transform(X)
+    model = SKPCA(n_components, svd_solver=solver, random_state=seed)
+    Y = model.fit_transform(X)
+    if keep is not None:
+        keep["mean"] = model.mean_.astype(np.float32)
+        keep["components"] = model.components_.astype(np.float32)
     return np.ascontiguousarray(Y, dtype=np.float32)
 
 
@@ -145,8 +152,9 @@ class UMAP(Reducer):
                 f"umap__n_components={p['n_components']} must be smaller "
                 f"than the number of samples minus one ({n - 1})"
             )
+        self.transform_ = {}
         features = neighbors.prepare_features(
-            X, metric=p["metric"], seed=p["random_state"]
+            X, metric=p["metric"], seed=p["random_state"], keep=self.transform_
         )
         fit = neighbors.fit_subset(n, p["fit_samples"], p["random_state"])
         F = features if fit is None else features[fit]

@@ -27,6 +27,7 @@ DELEGATION_THRESHOLD = {
     "label_clusters": 200,
     "audit_labels": 20000,
     "compute_outliers": 20000,
+    "assign_clusters": 20000,
 }
 
 # The icon of the operators that compute

@@ -201,6 +201,17 @@ def _output_inputs(inputs):
         ),
     )
     add_skip_missing_input(inputs)
+    inputs.int(
+        "stability_resamples",
+        default=0,
+        min=0,
+        max=100,
+        label="Stability resamples",
+        description=(
+            "0: off. N: cluster N random halves again and score each "
+            "cluster's stability (costs about N half-size clusterings)"
+        ),
+    )
 
 
 def _api_params(ctx):
@@ -302,6 +313,7 @@ class ComputeClusters(HeavyOperator):
         device="auto",
         precision="auto",
         projection_brain_key=None,
+        stability_resamples=0,
         delegate=False,
         **params,
     ):
@@ -333,6 +345,8 @@ class ComputeClusters(HeavyOperator):
                 ``bfloat16`` or ``float16``
             projection_brain_key (None): also store a 2-D UMAP projection
                 of the run for the Embeddings panel under this brain key
+            stability_resamples (0): refits on random halves whose mean
+                best-match Jaccard scores each cluster's stability
             delegate (False): whether to queue the run for
                 ``fiftyone delegated launch``
             **params: ``<method>__<param>`` and ``<reduce>__<param>``

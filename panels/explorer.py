@@ -27,6 +27,8 @@ import fiftyone.operators as foo
 
 from .. import api, runs
 from ..data import InputError
+from .explorer_compare import CompareEvents
+from .explorer_compare_view import empty_comparison
 from .explorer_flags import FlagEvents
 from .explorer_layout import render_panel
 from .explorer_view import (
@@ -55,7 +57,10 @@ _EVENTS_LOCK = threading.RLock()
 _HELP = """
 Browse the clusters of a clustering run. Click a bar or a row to show that
 cluster's samples in the grid, most typical first; click a column header to
-sort. Name, tag and merge the selected cluster right below its row.
+sort. Name, tag and merge the selected cluster right below its row. Assign
+new samples, show only the dissolving clusters (runs with stability), and
+compare the run with another: a click on a flow or a verdict shows the
+samples that moved.
 """
 
 
@@ -63,7 +68,7 @@ def _operator(name):
     return f"{runs.PLUGIN}/{name}"
 
 
-class ClusterExplorer(FlagEvents, foo.Panel):
+class ClusterExplorer(CompareEvents, FlagEvents, foo.Panel):
     @property
     def config(self):
         return foo.PanelConfig(
@@ -113,6 +118,9 @@ class ClusterExplorer(FlagEvents, foo.Panel):
 
     def on_refresh(self, ctx):
         self._refresh(ctx)
+        other = (ctx.panel.state.get("comparison") or {}).get("other_run_key")
+        if other:
+            self._compare(ctx, other)
 
     def on_change_run(self, ctx):
         run_key = ctx.params.get("value") or ctx.panel.state.run_key
@@ -428,6 +436,8 @@ class ClusterExplorer(FlagEvents, foo.Panel):
             self._clear_content(ctx)
             return
         rows = sorted_rows(table["clusters"], state.sort_by, state.sort_desc)
+        rows = self._filter_rows(ctx, rows)
+        self._keep_comparison(ctx, run_key, state.runs or [])
         cid = state.cluster
         info = next((r for r in rows if r["id"] == cid), None)
         if info is None and cid is not None:
@@ -442,7 +452,7 @@ class ClusterExplorer(FlagEvents, foo.Panel):
         state.set(updates)
 
     def _clear_content(self, ctx):
-        ctx.panel.state.set(empty_content())
+        ctx.panel.state.set(dict(empty_content(), **empty_comparison()))
 
     def render(self, ctx):
         return render_panel(ctx.panel.state, self)

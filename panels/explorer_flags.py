@@ -1,6 +1,7 @@
 """The cluster explorer's events for what curation actions flag: show the
 label suspects or the outliers of a cluster or of the whole run in the
-grid, most suspicious first, tag them, and open the actions' forms. A
+grid, most suspicious first (or the samples assigned to the run later,
+and the novel ones among them), tag them, and open the actions' forms. A
 mixin of :class:`.explorer.ClusterExplorer`, which provides ``_acted_on``,
 ``_error``, ``_edited``, ``_prompt``, ``_refresh`` and ``_set_cluster``."""
 
@@ -22,9 +23,7 @@ class FlagEvents:
             if cid is None:
                 return
         try:
-            view = api.flagged_view(
-                ctx.dataset, ctx.panel.state.run_key, kind, cid
-            )
+            view = _view_of(ctx.dataset, ctx.panel.state.run_key, kind, cid)
         except InputError as e:
             self._error(ctx, e)
             return
@@ -84,9 +83,17 @@ class FlagEvents:
         """The flagged samples the panel showed last (see
         :meth:`on_show_flagged`), as they are now."""
         shown = ctx.panel.state.flagged
-        return api.flagged_view(
+        return _view_of(
             ctx.dataset,
             ctx.panel.state.run_key,
             shown["kind"],
             shown.get("cluster"),
         )
+
+
+def _view_of(dataset, run_key, kind, cid):
+    """The samples of a kind of flag: what a curation action flagged, or
+    the samples assigned to the run later (``assigned``, ``novel``)."""
+    if kind in ("assigned", "novel"):
+        return api.assigned_view(dataset, run_key, cid, kind == "novel")
+    return api.flagged_view(dataset, run_key, kind, cid)

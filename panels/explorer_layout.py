@@ -8,6 +8,7 @@ methods."""
 import fiftyone.operators.types as types
 
 from ..core.metrics import NOISE_ID
+from .explorer_compare_view import render_comparison, render_keeping_tools
 from .explorer_view import (
     COLUMN_LABELS,
     HEAD,
@@ -59,6 +60,7 @@ def render_panel(state, events):
         _render_run_choice(panel, state, run_keys, events)
     _render_tools(panel, state, events)
     _render_flag_tools(panel, state, events)
+    render_keeping_tools(panel, state, events)
     if state.missing:
         panel.view("missing_notice", types.Warning(label=state.missing))
     if not run_keys:
@@ -76,6 +78,7 @@ def render_panel(state, events):
         _render_selected(panel, state, events)
     if table_rows(state.get(TAIL)):
         _render_table(panel, TAIL, state, events)
+    render_comparison(panel, state, events)
     return _layout(panel)
 
 
@@ -265,7 +268,7 @@ def _render_flag_tools(panel, state, events):
 
 def _render_cluster_flags(box, info, cid, events):
     """Buttons that show the selected cluster's suspects or outliers."""
-    kinds = [k for k in ("suspects", "outliers") if info.get(k)]
+    kinds = [k for k in ("suspects", "outliers", "assigned") if info.get(k)]
     if not kinds:
         return
     row = box.h_stack("flags", align_x="left", gap=1)

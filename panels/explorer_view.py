@@ -13,6 +13,7 @@ displayed and refused when they belong to another run.
 import html
 import re
 
+from ..core.compare import DISSOLVING, stability_word
 from ..core.methods import METHODS, SCORE_KINDS
 from ..core.metrics import NOISE_ID
 from ..core.report import METRICS
@@ -32,8 +33,14 @@ CURATION_COLUMNS = (
     ("suspects", "Suspects", True),
     ("outliers", "Outliers", True),
 )
-COLUMN_KEYS = tuple(c[0] for c in COLUMNS + CURATION_COLUMNS)
-COLUMN_LABELS = {c[0]: c[1] for c in COLUMNS + CURATION_COLUMNS}
+# Columns shown when the run measured stability / had samples assigned
+KEEPING_COLUMNS = (
+    ("stability", "Stability", False),
+    ("assigned", "Assigned", True),
+)
+OPTIONAL_COLUMNS = CURATION_COLUMNS + KEEPING_COLUMNS
+COLUMN_KEYS = tuple(c[0] for c in COLUMNS + OPTIONAL_COLUMNS)
+COLUMN_LABELS = {c[0]: c[1] for c in COLUMNS + OPTIONAL_COLUMNS}
 # A column the table does not show: the cluster id of each row
 ID_COLUMN = "cluster_id"
 
@@ -125,6 +132,9 @@ def run_summary(table):
     :func:`api.get_cluster_table`)."""
     summary = {k: table[k] for k in SUMMARY_KEYS}
     summary["n_edits"] = len(table["edits"])
+    rows = table["clusters"]
+    summary["stability"] = any(r.get("stability") is not None for r in rows)
+    summary["n_dissolving"] = len(dissolving_rows(rows))
     return summary
 
 
@@ -212,7 +222,7 @@ def merge_question(source, target):
 
 def first_direction(key, summary):
     """Whether a first click on a column sorts it descending."""
-    for k, _, desc in COLUMNS + CURATION_COLUMNS:
+    for k, _, desc in COLUMNS + OPTIONAL_COLUMNS:
         if k == key and desc is not None:
             return desc
     # Cohesion: most cohesive first
@@ -242,12 +252,34 @@ def sorted_rows(rows, key, desc):
     return present + missing + noise
 
 
+def _filled(key, value):
+    """Whether a row has a value for an optional column (no sample
+    assigned later is none)."""
+    if key == "assigned":
+        return bool(value)
+    return value not in (None, "")
+
+
 def columns_for(rows):
     """The keys of the columns a table of ``rows`` shows: the base columns,
-    then those curation columns that some row fills."""
+    then those optional columns for which some row has a value."""
     keys = [c[0] for c in COLUMNS]
-    keys += [c[0] for c in CURATION_COLUMNS if any(c[0] in r for r in rows)]
+    keys += [
+        c[0]
+        for c in OPTIONAL_COLUMNS
+        if any(_filled(c[0], r.get(c[0])) for r in rows)
+    ]
     return keys
+
+
+def dissolving_rows(rows):
+    """The rows of clusters whose stability is below
+    :data:`..core.compare.DISSOLVING`."""
+    return [
+        r
+        for r in rows
+        if r.get("stability") is not None and r["stability"] < DISSOLVING
+    ]
 
 
 def _cell(key, row):
@@ -258,7 +290,18 @@ def _cell(key, row):
         return _fmt(value)
     if key == "purity":
         return "" if value is None else f"{value:.0%}"
+    if key == "stability":
+        return stability_text(value)
     return "" if value is None else value
+
+
+def stability_text(value):
+    """A stability as the table shows it: ``0.91 stable``, ``0.42
+    dissolving``, ``0.73``."""
+    if value is None:
+        return ""
+    word = stability_word(value)
+    return f"{value:.2f}" + ("" if word == "in between" else f" {word}")
 
 
 def table_data(run_key, rows, selected, columns=None):

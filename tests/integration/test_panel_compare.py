@@ -1,0 +1,242 @@
+"""The cluster explorer keeping a run up with its dataset: the Stability
+column (sorted by a header click, filtered to the dissolving clusters),
+the Assigned column and the assigned and novel samples in the grid, and
+the comparison with another run (ARI, AMI, verdicts, the flows as a
+Sankey picture and a table) whose clicks show the samples that moved.
+
+Driven with ``test_panel.py``'s stand-in for the App."""
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from fiftyone import ViewField as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _panel_tests():
+    """tests/integration/test_panel.py under a name of its own (its App
+    helper and data, shared rather than copied)."""
+    name = "curate_panel_test_helpers"
+    if name not in sys.modules:
+        path = os.path.join(HERE, "test_panel.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_helpers = _panel_tests()
+App = _helpers.App
+blobs = _helpers.blobs
+make_dataset = _helpers.make_dataset
+
+
+def _labels(app, table="clusters_table"):
+    columns = app.prop(table)["view"]["columns"]
+    return [c["label"] for c in columns]
+
+
+@pytest.fixture
+def stab(api, dataset_name):
+    """Three blobs clustered with k=4 (one blob is split: dissolving
+    clusters) with stability, and k=3 without."""
+    ds = make_dataset(dataset_name, blobs(sizes=(60, 50, 40)))
+    api.compute_clusters(
+        ds, "k3", "emb", method="kmeans", kmeans__n_clusters=3
+    )
+    api.compute_clusters(
+        ds,
+        "k4",
+        "emb",
+        method="kmeans",
+        normalize=False,
+        kmeans__n_clusters=4,
+        stability_resamples=8,
+    )
+    return ds
+
+
+def test_stability_column_sorts_and_filters(api, stab):
+    app = App(stab)
+    app.call("on_load")
+    assert app.state["run_key"] == "k4"
+    assert "Stability" in _labels(app)
+    assert "Assigned" not in _labels(app)  # nothing assigned yet
+    table = {r["id"]: r for r in api.get_cluster_table(stab, "k4")["clusters"]}
+    rows = app.rows()
+    for r in rows:
+        value = table[r["cluster_id"]]["stability"]
+        assert r["stability"].startswith(f"{value:.2f}")
+        if value > 0.85:
+            assert r["stability"].endswith(" stable")
+        if value < 0.6:
+            assert r["stability"].endswith(" dissolving")
+    dissolving = sorted(c for c, r in table.items() if r["stability"] < 0.6)
+    assert dissolving, table  # a split blob dissolves
+
+    # a header click sorts by stability, least stable first, then back
+    app.call(
+        "on_table_click",
+        row=-1,
+        column=_labels(app).index("Stability"),
+        path="clusters_table",
+    )
+    assert "Stability ▲" in _labels(app)
+    values = [table[c]["stability"] for c in app.ids()]
+    assert values == sorted(values)
+    app.call(
+        "on_table_click",
+        row=-1,
+        column=_labels(app).index("Stability ▲"),
+        path="clusters_table",
+    )
+    values = [table[c]["stability"] for c in app.ids()]
+    assert values == sorted(values, reverse=True)
+
+    # only the dissolving clusters, in the table and the plot
+    button = app.prop("keep_tools", "toggle_dissolving")["view"]
+    assert f"dissolving clusters ({len(dissolving)}" in button["label"]
+    app.click("keep_tools", "toggle_dissolving")
+    assert sorted(app.ids()) == dissolving
+    assert sorted(app.bars()["ids"]) == dissolving
+    assert app.prop("keep_tools", "toggle_dissolving")["view"]["label"] == (
+        "Show all clusters"
+    )
+    app.click("keep_tools", "toggle_dissolving")
+    assert sorted(app.ids()) == sorted(table)
+
+    # a run without stability: no column, no filter
+    app.call("on_change_run", value="k3")
+    assert "Stability" not in _labels(app)
+    assert not app.has("keep_tools", "toggle_dissolving")
+
+
+def test_assigned_column_and_samples_in_the_grid(api, dataset_name):
+    rng = np.random.default_rng(1)
+    X = blobs(sizes=(40, 30, 20))
+    ds = make_dataset(dataset_name, X)
+    ds.take(30, seed=1).tag_samples("new")
+    fit = ds.match_tags("new", bool=False)
+    api.compute_clusters(
+        fit, "km", "emb", method="kmeans", kmeans__n_clusters=3
+    )
+    far = ds.match_tags("new").limit(3)
+    far.set_values("emb", list(rng.uniform(50, 60, (3, 8)).astype("f4")))
+    app = App(ds)
+    app.call("on_load")
+    assert "Assigned" not in _labels(app)
+    assert not app.has("flag_tools", "show_all_assigned")
+
+    out = api.assign_clusters(ds, "km")
+    assert out["n_assigned"] == 30 and out["n_novel"] >= 3
+    app.call("on_refresh")
+    assert "Assigned" in _labels(app)
+    rows = {r["cluster_id"]: r for r in app.rows()}
+    assert sum(r["assigned"] for r in rows.values()) == 30
+    assert rows["-1"]["assigned"] == out["n_novel"]
+
+    # a cluster's assigned samples, then every novel one
+    cid = max(
+        (c for c in rows if c != "-1"), key=lambda c: rows[c]["assigned"]
+    )
+    app.click_cluster(cid)
+    app.click(app.edit_key(), "flags", "show_assigned")
+    shown = app.view
+    assert len(shown) == rows[cid]["assigned"]
+    assert set(shown.values("km_cluster")) == {cid}
+    assert all("new" in t for t in shown.values("tags"))
+    assert app.state["cluster"] == cid  # still selected
+    app.click("flag_tools", "show_all_novel")
+    assert len(app.view) == out["n_novel"]
+    assert set(app.view.values("km_novel")) == {True}
+    assert set(far.values("id")) <= set(app.view.values("id"))
+    app.click("flag_tools", "show_all_assigned")
+    assert len(app.view) == 30
+
+
+def test_comparison_verdicts_flows_and_moved_samples(api, stab):
+    app = App(stab)
+    app.call("on_load")
+    assert app.state["run_key"] == "k4"
+    # the dropdown offers the other runs
+    choices = app.prop("keep_tools", "other")["view"]["choices"]
+    assert [c["value"] for c in choices] == ["k3"]
+    app.type("keep_tools.other", "k3")
+    app.call("on_compare", value="k3")
+
+    out = api.compare_clustering_runs(stab, "k4", "k3")
+    assert app.has("compare_text") and app.has("compare_sankey")
+    shown = app.display()
+    summary = shown["comparison"]
+    assert summary["ari"] == pytest.approx(out["ari"])
+    assert summary["ami"] == pytest.approx(out["ami"])
+    assert summary["verdicts"].get("merged") == 1  # the split blob
+    # the verdict table: one row per cluster of either run
+    verdicts = app.table_rows("compare_verdicts")
+    assert len(verdicts) == 7
+    assert {(r["run"], r["id"], r["verdict"]) for r in verdicts} == {
+        ("k4" if c["run"] == "a" else "k3", c["id"], c["verdict"])
+        for c in out["clusters"]
+    }
+    # the Sankey picture: a link per flow, carrying both cluster ids
+    (trace,) = shown["compare_sankey"]
+    assert trace["type"] == "sankey"
+    assert sum(trace["link"]["value"]) == len(stab)
+    assert trace["meta"] == {"run_key": "k4", "other_run_key": "k3"}
+
+    # a click on a flow of the picture: its samples in the grid
+    i = int(np.argmin(trace["link"]["value"]))
+    a, b = trace["link"]["customdata"][i]
+    app.call(
+        "on_flow_click",
+        pointNumber=i,
+        customdata=[a, b],
+        data={"meta": trace["meta"]},
+    )
+    assert len(app.view) == trace["link"]["value"][i]
+    assert set(app.view.values("k4_cluster")) == {a}
+    assert set(app.view.values("k3_cluster")) == {b}
+    assert "samples" in app.state["compare_shown"]
+    # a click without customdata (only the link's index) works too
+    app.call("on_flow_click", pointNumber=0)
+    assert len(app.view) == trace["link"]["value"][0]
+
+    # a verdict row: the cluster's samples outside its best match
+    merged = next(
+        i
+        for i, r in enumerate(verdicts)
+        if r["run"] == "k4" and r["verdict"] == "merged"
+    )
+    app.call("on_verdict_click", row=merged, column=0, path="compare_verdicts")
+    r = verdicts[merged]
+    expected = stab.match(
+        (F("k4_cluster") == r["id"]) & (F("k3_cluster") != r["best_match"])
+    )
+    assert len(app.view) == len(expected) == r["moved"]
+    # a flow row
+    flows = app.table_rows("compare_flows")
+    app.call("on_flow_row_click", row=0, column=0, path="compare_flows")
+    assert len(app.view) == flows[0]["count"]
+
+    # a click on a comparison of another run is refused
+    stale = {"meta": {"run_key": "k4", "other_run_key": "nope"}}
+    app.call("on_flow_click", customdata=[a, b], data=stale)
+    assert "out of date" in app.last_warning()
+    assert not app.display().get("comparison")
+
+    # switching runs drops the comparison; closing clears it
+    app.call("on_compare", value="k3")
+    assert app.display()["comparison"]["other_run_key"] == "k3"
+    app.call("on_change_run", value="k3")
+    assert not app.display().get("comparison")
+    assert not app.has("compare_text")
+    app.call("on_compare", value="k4")
+    assert app.has("compare_sankey")
+    app.click("close_compare")
+    assert not app.has("compare_sankey")
