@@ -21,6 +21,9 @@ written before the computation has succeeded. One module per capability:
 -   :mod:`.projections`: 2-D projections for the App's Embeddings panel
 -   :mod:`.label_audit`: which labels are probably wrong
 -   :mod:`.outliers`: which samples do not belong
+-   :mod:`.duplicates`: near-duplicate groups (a run of their own) and the
+    threshold preview
+-   :mod:`.subsets`: balanced subsets of a clustering run
 """
 
 from ..core.schema import ParamError
@@ -42,10 +45,21 @@ from .edits import (
     rename_cluster,
     tag_cluster,
 )
+from .duplicates import (
+    delete_duplicates_run,
+    duplicate_groups_view,
+    duplicate_threshold_preview,
+    duplicates_per_cluster,
+    find_duplicates,
+    get_duplicates_run_info,
+    list_duplicates_runs,
+    rename_duplicates_run,
+)
 from .embeddings import compute_embeddings
 from .label_audit import audit_labels
 from .labels import estimate_label_clusters, label_clusters
 from .outliers import compute_outliers
+from .subsets import select_subset
 from .projections import (
     check_new_brain_key,
     compute_projection,
@@ -65,6 +79,15 @@ __all__ = [
     "compute_outliers",
     "compute_projection",
     "delete_clustering_run",
+    "delete_duplicates_run",
+    "duplicate_groups_view",
+    "duplicate_threshold_preview",
+    "duplicates_per_cluster",
+    "find_duplicates",
+    "get_duplicates_run_info",
+    "list_duplicates_runs",
+    "rename_duplicates_run",
+    "select_subset",
     "estimate_label_clusters",
     "get_cluster_table",
     "get_clustering_run_info",

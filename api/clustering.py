@@ -37,6 +37,7 @@ from ._cluster_plan import (
 from .embeddings import compute_embeddings
 from .label_audit import audit_summary
 from .outliers import outlier_summary
+from .subsets import subset_summary
 from .projections import save_projection
 
 __all__ = [
@@ -56,7 +57,9 @@ logger = logging.getLogger(__name__)
 
 # Readable lines about each curation action stored with a run
 _ACTION_SUMMARIES = dict(
-    audit_labels=audit_summary, compute_outliers=outlier_summary
+    audit_labels=audit_summary,
+    compute_outliers=outlier_summary,
+    select_subset=subset_summary,
 )
 
 
