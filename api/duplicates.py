@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 KIND = "duplicates"
 KEEP_CHOICES = ("typical", "largest")
+# With a suggested threshold, the pairs above this similarity are kept from
+# the neighbour pass (a second pass only for a suggestion below it)
+FLOOR = 0.8
 
 # Previews of the last few requests (the App resolves a form many times)
 _PREVIEWS = {}
@@ -280,10 +283,15 @@ def _run(
     with stages("neighbours") as rep:
         searcher = dups.Searcher(U, within)
         if threshold is None:
-            pv = _preview(searcher, rep)
+            # one pass: the neighbours for the suggestion, and the pairs
+            # above a floor, filtered once the suggestion is known
+            pv = _preview(searcher, rep, floor=FLOOR, max_pairs=20 * len(U))
     used = pv["suggested"] if pv else threshold
     with stages("pairs") as rep:
-        I, J, S = searcher.pairs(used, rep)
+        if pv is not None and pv["pairs"] is not None and used >= FLOOR:
+            I, J, S = (a[pv["pairs"][2] >= used] for a in pv["pairs"])
+        else:
+            I, J, S = searcher.pairs(used, rep)
     del searcher
     n_exact, unreadable = 0, 0
     with stages("files") as rep:

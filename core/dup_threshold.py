@@ -105,7 +105,7 @@ def examples(sim, nn, threshold, rows=None, n_each=3):
     return pick(above), pick(below)
 
 
-def preview(searcher, progress=None):
+def preview(searcher, progress=None, floor=None, max_pairs=None):
     """What the threshold form shows, for the rows of a
     :class:`.duplicates.Searcher`.
 
@@ -116,9 +116,15 @@ def preview(searcher, progress=None):
         duplicates), ``histogram`` (``lo``, ``hi``, ``count`` lists),
         ``counts`` (``[threshold, samples at or above it]``),
         ``suggested`` and ``found`` (see :func:`suggest`), and example
-        pairs ``above`` and ``below`` it
+        pairs ``above`` and ``below`` it; with ``floor``, ``pairs``: the
+        pairs at or above it (see :meth:`.duplicates.Searcher.scan`;
+        ``None`` beyond ``max_pairs``)
     """
-    nn, sim = searcher.nearest(progress)
+    pairs = None
+    if floor is None:
+        nn, sim = searcher.nearest(progress)
+    else:
+        nn, sim, pairs = searcher.scan(floor, progress, max_pairs)
     threshold, found = suggest(sim)
     grid = sorted(set(GRID) | {threshold})
     counts = [[t, int((sim >= t).sum())] for t in grid]
@@ -138,4 +144,5 @@ def preview(searcher, progress=None):
         found=found,
         above=above,
         below=below,
+        pairs=pairs,
     )

@@ -163,9 +163,16 @@ def _cells(U, seed, progress=None):
         np.matmul(U[s : s + 65536], P, out=F[s : s + 65536])
     n_cells = max(2, int(round(n / CELL_SIZE)))
     train = F[np.sort(rng.choice(n, min(n, 50 * n_cells), replace=False))]
-    km = faiss.Kmeans(F.shape[1], n_cells, niter=12, seed=seed)
-    km.train(np.ascontiguousarray(train))
-    _, A = km.index.search(F, SPILL)
+    # small work: one thread (OpenMP's busy waiting costs several times
+    # the work itself on a loaded machine)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        km = faiss.Kmeans(F.shape[1], n_cells, niter=12, seed=seed)
+        km.train(np.ascontiguousarray(train))
+        _, A = km.index.search(F, SPILL)
+    finally:
+        faiss.omp_set_num_threads(threads)
     del F
     _report(progress, 0.1, "cells")
     flat = A.ravel()

@@ -27,6 +27,8 @@ DELEGATION_THRESHOLD = {
     "label_clusters": 200,
     "audit_labels": 20000,
     "compute_outliers": 20000,
+    "find_duplicates": 50000,
+    "select_subset": 100000,
 }
 
 # The icon of the operators that compute
