@@ -310,7 +310,12 @@ def file_hashes(paths, workers=8, progress=None):
     that could not be read."""
     n = len(paths)
     with ThreadPoolExecutor(workers) as pool:
-        sizes = list(pool.map(_file_size, paths, chunksize=256))
+        chunks = [paths[s : s + 4096] for s in range(0, n, 4096)]
+        sizes = [
+            size
+            for part in pool.map(lambda c: [_file_size(p) for p in c], chunks)
+            for size in part
+        ]
         unreadable = sum(s is None for s in sizes)
         counts = {}
         for s in sizes:
