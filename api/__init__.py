@@ -56,6 +56,7 @@ from .duplicates import (
     rename_duplicates_run,
 )
 from .embeddings import compute_embeddings
+from ._actions import flagged_view
 from .label_audit import audit_labels
 from .labels import estimate_label_clusters, label_clusters
 from .outliers import compute_outliers
@@ -89,6 +90,7 @@ __all__ = [
     "rename_duplicates_run",
     "select_subset",
     "estimate_label_clusters",
+    "flagged_view",
     "get_cluster_table",
     "get_clustering_run_info",
     "label_clusters",

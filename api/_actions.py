@@ -143,14 +143,18 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
-# Dimensions of the features the actions' neighbour search runs on
+# Dimensions of the features the actions' neighbour search runs on, and
+# the most samples searched exactly (above: an inverted-file index)
 FEATURE_DIM = 64
+EXACT_MAX = 5000
 
 
 def run_neighbors(samples, run_key, config, n_neighbors, progress=None):
     """The samples of a run in this view, with their nearest neighbours in
     the run's feature space (its embeddings, L2-normalised if the run
-    normalised them, PCA to at most :data:`FEATURE_DIM` dimensions).
+    normalised them, PCA to at most :data:`FEATURE_DIM` dimensions): exact
+    up to :data:`EXACT_MAX` samples, else approximate (``"ivf"``, see
+    :func:`core.neighbors.knn_graph`).
 
     Args:
         samples: a dataset or view
@@ -169,7 +173,7 @@ def run_neighbors(samples, run_key, config, n_neighbors, progress=None):
             few for ``n_neighbors``
     """
     from ..core.neighbors import knn_graph, prepare_features
-    from ..core.progress import span
+    from ..core.progress import report, span
     from ..data import read_vectors
 
     field = runs.cluster_field(samples, run_key, config)
@@ -190,12 +194,87 @@ def run_neighbors(samples, run_key, config, n_neighbors, progress=None):
         members,
         config["embeddings_field"],
         skip_missing=False,
-        progress=span(progress, 0.0, 0.3),
+        progress=span(progress, 0.0, 0.3, "reading"),
     )
+    report(progress, 0.3, "features")
     by_id = dict(zip(*members.values(["_id", field])))
     clusters = np.array([int(by_id[i]) for i in ids], dtype=np.int64)
     metric = "cosine" if config.get("normalize", True) else "euclidean"
     F = prepare_features(X, metric, n_components=FEATURE_DIM)
     del X
-    knn = knn_graph(F, n_neighbors + 1, progress=span(progress, 0.4, 0.9))
+    knn = knn_graph(
+        F,
+        n_neighbors + 1,
+        exact=len(F) <= EXACT_MAX,
+        progress=span(progress, 0.4, 0.9, "neighbours"),
+        approximate="ivf",
+    )
     return ids, clusters, knn
+
+
+# What the curation actions flag, by kind: the action, the field's suffix
+# and the record's lowest flagged value
+FLAGS = {
+    "suspects": ("audit_labels", "label_suspicion", ("config", "threshold")),
+    "outliers": ("compute_outliers", "outlier", ("cutoff",)),
+}
+
+
+def flagged_view(samples, run_key, kind, cluster_id=None):
+    """The samples a curation action flagged: the label audit's suspects
+    (``kind="suspects"``) or the top outliers (``"outliers"``), most
+    suspicious or unusual first, of one cluster or of the whole run.
+
+    Args:
+        samples: a dataset or view (the result keeps only its samples)
+        run_key: a clustering run
+        kind: ``"suspects"`` or ``"outliers"``
+        cluster_id (None): a cluster id, or ``None`` for every cluster
+
+    Raises:
+        InputError: for an unknown kind, a run without that action, or a
+            cluster the run does not have
+    """
+    from fiftyone import ViewField as F
+
+    if kind not in FLAGS:
+        raise InputError(
+            f"Unknown kind {kind!r}: use one of {', '.join(FLAGS)}"
+        )
+    name, suffix, path = FLAGS[kind]
+    record = runs.get_actions(samples, run_key).get(name)
+    if record is None:
+        raise InputError(
+            f"Run '{run_key}' has no {kind} yet: run {name} first"
+        )
+    lowest = record
+    for key in path:
+        lowest = lowest[key]
+    field = f"{run_key}_{suffix}"
+    view = samples.match(F(field) >= lowest)
+    if cluster_id is not None:
+        config = runs.get_config(samples, run_key)
+        clusters = runs.load_results(samples, run_key).get("clusters") or {}
+        if str(cluster_id) not in clusters:
+            raise InputError(f"Run '{run_key}' has no cluster {cluster_id!r}")
+        cluster_field = runs.cluster_field(samples, run_key, config)
+        view = view.match(F(cluster_field) == str(cluster_id))
+    view = view.sort_by(field, reverse=True)
+    if kind == "outliers":
+        view = view.limit(record["config"]["top"])
+    return view
+
+
+def flag_counts(samples, run_key):
+    """Per kind of flag the run has, the flagged samples per cluster id:
+    ``{kind: {cluster id: count}}``, counted now (edits since included)."""
+    out = {}
+    actions = runs.get_actions(samples, run_key)
+    if not actions:
+        return out
+    field = runs.cluster_field(samples, run_key)
+    for kind, (name, _, _) in FLAGS.items():
+        if name in actions:
+            view = flagged_view(samples._dataset, run_key, kind)
+            out[kind] = view.count_values(field)
+    return out

@@ -100,9 +100,12 @@ def get_cluster_table(samples, run_key, view=None):
         ``embeddings_field``, ``cluster_field``, ``score_field``,
         ``score_kind``, ``label_field`` (or None), ``n_samples``,
         ``n_clusters`` (noise excluded), ``metrics``, ``edits`` (manual
-        renames and merges since the run was computed) and ``clusters``:
-        a list of dicts with ``id``, ``label``, ``size``, ``score_mean``
-        and ``in_view``, largest first, noise last
+        renames and merges since the run was computed), ``flags`` (the
+        numbers of label suspects and outliers, for the curation actions
+        the run has) and ``clusters``: a list of dicts with ``id``,
+        ``label``, ``size``, ``score_mean`` and ``in_view``, and with the
+        curation actions ``majority_label``, ``purity``, ``suspects`` and
+        ``outliers``, largest first, noise last
 
     Raises:
         InputError: if there is no clustering run ``run_key``
@@ -130,6 +133,7 @@ def get_cluster_table(samples, run_key, view=None):
             )
         )
     rows.sort(key=lambda r: (r["id"] == NOISE_ID, -r["size"], int(r["id"])))
+    flags = _add_curation(samples, run_key, results, rows)
     return dict(
         run_key=run_key,
         method=config.get("method"),
@@ -143,8 +147,29 @@ def get_cluster_table(samples, run_key, view=None):
         n_clusters=sum(1 for cid in clusters if cid != NOISE_ID),
         metrics=results.get("metrics") or {},
         edits=list(results.get("edits") or []),
+        flags=flags,
         clusters=rows,
     )
+
+
+def _add_curation(samples, run_key, results, rows):
+    """Adds to each row what the run's curation actions found in the
+    cluster: ``majority_label`` and ``purity`` (label audit), and the
+    number of ``suspects`` and ``outliers`` now; returns the totals of the
+    flags the run has (``{"suspects": n, ...}``)."""
+    from ._actions import flag_counts
+
+    audit = (results.get("actions") or {}).get("audit_labels") or {}
+    stats = audit.get("clusters") or {}
+    counts = flag_counts(samples, run_key)
+    for r in rows:
+        s = stats.get(r["id"]) or {}
+        if audit:
+            r["majority_label"] = s.get("majority_label")
+            r["purity"] = s.get("purity")
+        for kind, per_cluster in counts.items():
+            r[kind] = int(per_cluster.get(r["id"], 0))
+    return {kind: sum(c.values()) for kind, c in counts.items()}
 
 
 def cluster_view(samples, run_key, cluster_id):

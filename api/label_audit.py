@@ -89,7 +89,8 @@ def audit_labels(
     report(progress, 0.65, "voting")
     auditor.fit(knn, codes, clusters)
     del knn
-    suspicion = auditor.suspicion_
+    # rounded as stored, so that the saved view counts what this counts
+    suspicion = np.round(auditor.suspicion_.astype(float), 6)
     suspects = suspicion >= threshold
     stats = cluster_label_stats(codes, clusters, names, suspects)
     record = _record(
@@ -122,7 +123,7 @@ def _values(fields, suspicion, suggestion, names):
     suggested label's name."""
     return {
         fields["label_suspicion"]: np.where(
-            np.isnan(suspicion), None, np.round(suspicion, 6)
+            np.isnan(suspicion), None, suspicion
         ),
         fields["label_suggestion"]: [
             names[c] if c >= 0 else None for c in suggestion

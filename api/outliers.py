@@ -69,7 +69,8 @@ def compute_outliers(
         span(progress, 0.0, 0.7, "neighbours"),
     )
     report(progress, 0.72, "scoring")
-    scores = scorer.fit(knn).scores_
+    # rounded as stored, so that the saved view holds the top ones
+    scores = np.round(scorer.fit(knn).scores_.astype(float), 6)
     del knn
     n_top = top or max(1, math.ceil(0.01 * len(ids)))
     if n_top > len(ids):
@@ -95,7 +96,7 @@ def compute_outliers(
         run_key,
         NAME,
         ids,
-        {field: np.round(scores.astype(float), 6)},
+        {field: scores},
         {field: fo.FloatField},
         record,
         views={view_name: view},

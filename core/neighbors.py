@@ -161,13 +161,30 @@ def prepare_features(
     return out
 
 
-def _index(F, exact):
-    """A faiss index of the rows of ``F``: exact, or HNSW."""
+# The inverted-file index (``approximate="ivf"``): lists per sqrt(n) rows,
+# lists searched per query, and k-means iterations of its training
+IVF_LISTS_PER_SQRT = 2
+IVF_PROBES = 12
+IVF_TRAIN_ITER = 10
+
+
+def _index(F, exact, approximate="hnsw", seed=51):
+    """A faiss index of the rows of ``F``: exact, HNSW or an inverted
+    file (IVF, trained on a sample of the rows)."""
     import faiss
 
-    d = F.shape[1]
+    n, d = F.shape
     if exact:
         index = faiss.IndexFlatL2(d)
+    elif approximate == "ivf":
+        nlist = max(1, min(n // 30, int(IVF_LISTS_PER_SQRT * np.sqrt(n))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
+        index.cp.niter = IVF_TRAIN_ITER
+        index.cp.seed = seed
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(n, min(n, 30 * nlist), replace=False))
+        index.train(np.ascontiguousarray(F[rows]))
+        index.nprobe = min(nlist, IVF_PROBES)
     else:
         index = faiss.IndexHNSWFlat(d, 16)
         index.hnsw.efConstruction = 40
@@ -183,7 +200,7 @@ def _search(index, base, Q, k, exact, label, progress=None):
     n = len(Q)
     I = np.empty((n, k), dtype=np.int64)
     D = np.empty((n, k), dtype=np.float32)
-    if not exact:
+    if hasattr(index, "hnsw"):
         index.hnsw.efSearch = max(2 * k, 32)
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
@@ -203,7 +220,9 @@ def _search(index, base, Q, k, exact, label, progress=None):
     return I, D
 
 
-def knn_graph(features, n_neighbors, exact=None, progress=None):
+def knn_graph(
+    features, n_neighbors, exact=None, progress=None, approximate="hnsw"
+):
     """The k-nearest-neighbour graph of the rows of ``features``.
 
     Each row's first neighbour is the row itself, at distance 0, as UMAP
@@ -212,9 +231,14 @@ def knn_graph(features, n_neighbors, exact=None, progress=None):
     Args:
         features: an ``n x d`` float32 matrix (see :func:`prepare_features`)
         n_neighbors: neighbours per row, the row itself included
-        exact (None): exact search (``True``), HNSW (``False``), or exact
-            up to :data:`EXACT_KNN_MAX` rows (``None``)
+        exact (None): exact search (``True``), approximate (``False``), or
+            exact up to :data:`EXACT_KNN_MAX` rows (``None``)
         progress (None): an optional ``progress(fraction, label=None)``
+        approximate ("hnsw"): the approximate search: ``"hnsw"`` (a graph;
+            what UMAP layouts use) or ``"ivf"`` (an inverted file searched
+            in :data:`IVF_PROBES` of its lists: several times faster for
+            one search of every row, with a recall near 0.97 on clustered
+            embeddings)
 
     Returns:
         ``(indices, distances)``: ``n x n_neighbors`` int64 and float32
@@ -230,7 +254,7 @@ def knn_graph(features, n_neighbors, exact=None, progress=None):
         exact = n <= EXACT_KNN_MAX
     label = "Nearest neighbours"
     _report(progress, 0.0, label)
-    index = _index(F, exact)
+    index = _index(F, exact, approximate)
     _report(progress, 0.3, label)
     I, D = _search(
         index, F, F, n_neighbors, exact, label, span(progress, 0.3, 1)

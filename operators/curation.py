@@ -42,6 +42,14 @@ def _label_fields(ctx):
     return labels + strings
 
 
+def _run_input(inputs, ctx):
+    """The clustering run, the latest by default; ``None`` (and a
+    warning) when the dataset has none."""
+    return add_run_choice_input(
+        inputs, ctx, label="Clustering run", latest=True
+    )
+
+
 def _run_target(inputs, ctx, run_key, action):
     """The samples: by default every sample of the run, whatever the grid
     shows, and the form says so."""
@@ -84,9 +92,7 @@ class AuditLabels(HeavyOperator):
 
     def form(self, ctx):
         inputs = types.Object()
-        run_key = add_run_choice_input(
-            inputs, ctx, label="Clustering run", latest=True
-        )
+        run_key = _run_input(inputs, ctx)
         if run_key is None:
             return types.Property(inputs)
         fields = _label_fields(ctx)
@@ -178,9 +184,7 @@ class ComputeOutliers(HeavyOperator):
 
     def form(self, ctx):
         inputs = types.Object()
-        run_key = add_run_choice_input(
-            inputs, ctx, label="Clustering run", latest=True
-        )
+        run_key = _run_input(inputs, ctx)
         if run_key is None:
             return types.Property(inputs)
         inputs.int(

@@ -27,10 +27,10 @@ import fiftyone.operators as foo
 
 from .. import api, runs
 from ..data import InputError
+from .explorer_flags import FlagEvents
 from .explorer_layout import render_panel
 from .explorer_view import (
     COLUMN_KEYS,
-    COLUMNS,
     HEAD,
     TAIL,
     edit_key,
@@ -39,6 +39,7 @@ from .explorer_view import (
     panel_content,
     row_cluster,
     run_summary,
+    shown_columns,
     sorted_rows,
 )
 
@@ -62,7 +63,7 @@ def _operator(name):
     return f"{runs.PLUGIN}/{name}"
 
 
-class ClusterExplorer(foo.Panel):
+class ClusterExplorer(FlagEvents, foo.Panel):
     @property
     def config(self):
         return foo.PanelConfig(
@@ -97,7 +98,15 @@ class ClusterExplorer(foo.Panel):
         state = ctx.panel.state
         cid = state.cluster
         same_run = (state.get(HEAD) or {}).get("run_key") == state.run_key
-        if cid is not None and same_run and not self._shows_cluster(ctx, cid):
+        flagged = self._shows_flagged(ctx)
+        if not flagged:
+            state.flagged = None
+        if (
+            cid is not None
+            and same_run
+            and not flagged
+            and not self._shows_cluster(ctx, cid)
+        ):
             # The grid moved away from the selected cluster
             self._set_cluster(ctx, None)
         self._refresh(ctx)
@@ -117,8 +126,9 @@ class ClusterExplorer(foo.Panel):
         if row is None or path not in (HEAD, TAIL):
             return
         if int(row) < 0:
-            if column is not None and 0 <= int(column) < len(COLUMNS):
-                self._sort(ctx, COLUMN_KEYS[int(column)])
+            keys = shown_columns(ctx.panel.state)
+            if column is not None and 0 <= int(column) < len(keys):
+                self._sort(ctx, keys[int(column)])
             return
         state = ctx.panel.state
         cid = row_cluster(state.get(path), int(row), state.run_key)
@@ -141,6 +151,7 @@ class ClusterExplorer(foo.Panel):
 
     def on_show_all(self, ctx):
         ctx.ops.clear_view()
+        ctx.panel.state.flagged = None
         self._set_cluster(ctx, None)
         self._refresh(ctx, view=ctx.dataset.view())
 

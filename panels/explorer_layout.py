@@ -9,7 +9,7 @@ import fiftyone.operators.types as types
 
 from ..core.metrics import NOISE_ID
 from .explorer_view import (
-    COLUMNS,
+    COLUMN_LABELS,
     HEAD,
     PLOT,
     TAIL,
@@ -19,6 +19,7 @@ from .explorer_view import (
     merge_targets,
     plot_layout,
     selected_markdown,
+    shown_columns,
     shown_rows,
     summary_markdown,
     table_rows,
@@ -36,17 +37,17 @@ _PLOT_LAYOUT = {
 }
 _PLOT_CONFIG = {"displayModeBar": False, "scrollZoom": False}
 
-# Both parts of the table lay their columns out alike (fixed widths), so
-# they read as one table around the selected cluster's actions
-_CELL_WIDTHS = ("18%", "32%", "16%", "16%", "18%")
-_TABLE_SX = {
-    "minWidth": 0,  # the App's default minimum overflows a narrow panel
-    "tableLayout": "fixed",
-    **{
-        f"& th:nth-of-type({i + 1}), & td:nth-of-type({i + 1})": {"width": w}
-        for i, w in enumerate(_CELL_WIDTHS)
-    },
-}
+
+def _table_sx(n_columns):
+    """Both parts of the table lay their columns out alike (fixed, equal
+    widths), so they read as one table around the selected cluster's
+    actions."""
+    width = f"{100 / max(n_columns, 1):.1f}%"
+    return {
+        "minWidth": 0,  # the App's default minimum overflows a narrow panel
+        "tableLayout": "fixed",
+        "& th, & td": {"width": width},
+    }
 
 
 def render_panel(state, events):
@@ -57,6 +58,7 @@ def render_panel(state, events):
     if run_keys:
         _render_run_choice(panel, state, run_keys, events)
     _render_tools(panel, state, events)
+    _render_flag_tools(panel, state, events)
     if state.missing:
         panel.view("missing_notice", types.Warning(label=state.missing))
     if not run_keys:
@@ -138,13 +140,15 @@ def _render_overview(panel, state, events):
 def _render_table(panel, key, state, events):
     """One part of the cluster table: the first has the headers (click to
     sort), the part after the selected cluster has none."""
-    props = {"table": {"sx": _TABLE_SX}}
+    columns = shown_columns(state)
+    props = {"table": {"sx": _table_sx(len(columns))}}
     if key == TAIL:
         props["tableHead"] = {"sx": {"display": "none"}}
     table = types.TableView(
         on_click_cell=events.on_table_click, componentsProps=props
     )
-    for col, label, _ in COLUMNS:
+    for col in columns:
+        label = COLUMN_LABELS.get(col, col)
         table.add_column(
             col,
             label=_column_label(col, label, state.sort_by, state.sort_desc),
@@ -180,6 +184,7 @@ def _render_selected(panel, state, events):
         description="Adds this tag to every sample of the cluster",
     )
     _button(row, events, "tag", "Tag samples", "sell", True, params=ids)
+    _render_cluster_flags(box, info, cid, events)
     _render_merge(box, state, cid, events)
 
 
@@ -223,6 +228,47 @@ def _render_merge(box, state, cid, events):
         params=params,
     )
     _button(confirm, events, "cancel_merge", "Cancel", "close", params=ids)
+
+
+def _render_flag_tools(panel, state, events):
+    """The curation actions of the run, and, once they have run, buttons
+    that show what they flagged in the whole run; while the grid shows
+    flagged samples, a tag for them."""
+    if not state.run_key:
+        return
+    flags = (state.summary or {}).get("flags") or {}
+    tools = panel.h_stack("flag_tools", align_x="left", gap=1)
+    _button(tools, events, "audit_labels", "Audit labels", "fact_check")
+    _button(tools, events, "compute_outliers", "Outliers", "scatter_plot")
+    for kind, n in flags.items():
+        tools.btn(
+            f"show_all_{kind}",
+            label=f"Show {n:,} {kind}",
+            icon="visibility",
+            variant="outlined",
+            on_click=events.on_show_flagged,
+            params={"kind": kind},
+        )
+    if state.flagged:
+        tools.str("tag", label="Tag")
+        _button(tools, events, "tag_flagged", "Tag shown", "sell", True)
+
+
+def _render_cluster_flags(box, info, cid, events):
+    """Buttons that show the selected cluster's suspects or outliers."""
+    kinds = [k for k in ("suspects", "outliers") if info.get(k)]
+    if not kinds:
+        return
+    row = box.h_stack("flags", align_x="left", gap=1)
+    for kind in kinds:
+        row.btn(
+            f"show_{kind}",
+            label=f"Show its {info[kind]} {kind}",
+            icon="visibility",
+            variant="outlined",
+            on_click=events.on_show_flagged,
+            params={"kind": kind, "cluster": cid},
+        )
 
 
 def _button(container, events, name, label, icon, contained=False, **kwargs):

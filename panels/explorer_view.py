@@ -25,7 +25,15 @@ COLUMNS = (
     ("in_view", "In view", True),
     ("score_mean", "Cohesion", None),  # direction depends on score kind
 )
-COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
+# Columns shown when the run has the curation action that fills them
+CURATION_COLUMNS = (
+    ("majority_label", "Majority label", False),
+    ("purity", "Purity", False),
+    ("suspects", "Suspects", True),
+    ("outliers", "Outliers", True),
+)
+COLUMN_KEYS = tuple(c[0] for c in COLUMNS + CURATION_COLUMNS)
+COLUMN_LABELS = {c[0]: c[1] for c in COLUMNS + CURATION_COLUMNS}
 # A column the table does not show: the cluster id of each row
 ID_COLUMN = "cluster_id"
 
@@ -46,6 +54,7 @@ SUMMARY_KEYS = (
     "n_samples",
     "n_clusters",
     "metrics",
+    "flags",
 )
 
 _BAR = "#ff6d04"
@@ -203,7 +212,7 @@ def merge_question(source, target):
 
 def first_direction(key, summary):
     """Whether a first click on a column sorts it descending."""
-    for k, _, desc in COLUMNS:
+    for k, _, desc in COLUMNS + CURATION_COLUMNS:
         if k == key and desc is not None:
             return desc
     # Cohesion: most cohesive first
@@ -233,30 +242,49 @@ def sorted_rows(rows, key, desc):
     return present + missing + noise
 
 
-def table_data(run_key, rows, selected):
+def columns_for(rows):
+    """The keys of the columns a table of ``rows`` shows: the base columns,
+    then those curation columns that some row fills."""
+    keys = [c[0] for c in COLUMNS]
+    keys += [c[0] for c in CURATION_COLUMNS if any(c[0] in r for r in rows)]
+    return keys
+
+
+def _cell(key, row):
+    value = row.get(key)
+    if key == "id":
+        return "-1 (noise)" if row["id"] == NOISE_ID else row["id"]
+    if key == "score_mean":
+        return _fmt(value)
+    if key == "purity":
+        return "" if value is None else f"{value:.0%}"
+    return "" if value is None else value
+
+
+def table_data(run_key, rows, selected, columns=None):
     """A table's content: one row per cluster (its id in a column the
-    table does not show), the selected one marked, and the run."""
+    table does not show), the selected one marked, the columns it shows
+    (default :func:`columns_for` the rows) and the run."""
+    columns = columns or columns_for(rows)
     out = []
     selected_rows = []
     for i, r in enumerate(rows):
         if r["id"] == selected:
             selected_rows.append(i)
-        out.append(
-            [
-                "-1 (noise)" if r["id"] == NOISE_ID else r["id"],
-                r.get("label") or "",
-                r["size"],
-                "" if r.get("in_view") is None else r["in_view"],
-                _fmt(r.get("score_mean")),
-                r["id"],
-            ]
-        )
+        out.append([_cell(k, r) for k in columns] + [r["id"]])
     return {
-        "columns": list(COLUMN_KEYS) + [ID_COLUMN],
+        "columns": list(columns) + [ID_COLUMN],
         "rows": out,
         "selected_rows": selected_rows,
         "run_key": run_key,
     }
+
+
+def shown_columns(state):
+    """The keys of the columns the panel's table shows."""
+    table = state.get(HEAD) or {}
+    keys = [k for k in table.get("columns") or [] if k != ID_COLUMN]
+    return keys or [c[0] for c in COLUMNS]
 
 
 def plot_data(run_key, rows, selected):
@@ -301,9 +329,10 @@ def panel_content(run_key, rows, selected):
     it, and the plot."""
     ids = [r["id"] for r in rows]
     split = ids.index(selected) + 1 if selected in ids else len(rows)
+    columns = columns_for(rows)
     return {
-        HEAD: table_data(run_key, rows[:split], selected),
-        TAIL: table_data(run_key, rows[split:], None),
+        HEAD: table_data(run_key, rows[:split], selected, columns),
+        TAIL: table_data(run_key, rows[split:], None, columns),
         PLOT: plot_data(run_key, rows, selected),
     }
 

@@ -195,3 +195,19 @@ def test_outlier_scores_are_relative_to_the_typical_sample(core_package):
         assert 0.8 < np.median(scores) < 1.2
     top = core_package.outliers.top_n(np.array([0.5, np.nan, 3.0, 2.0]), 3)
     assert top.tolist() == [2, 3, 0]
+
+
+def test_the_inverted_file_search_finds_the_exact_neighbours(core_package):
+    """What the actions search above a few thousand samples: nearly the
+    exact neighbours, each row itself first, distances ascending."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(30, 32)) * 3
+    F = centers[rng.integers(0, 30, 20000)] + rng.normal(size=(20000, 32))
+    F = F.astype(np.float32)
+    nb = core_package.neighbors
+    I, D = nb.knn_graph(F, 11, exact=False, approximate="ivf")
+    exact = nb.knn_graph(F, 11, exact=True)[0][:500]
+    recall = np.mean([len(set(a) & set(b)) / 11 for a, b in zip(I, exact)])
+    assert recall >= 0.95, recall
+    assert (I[:, 0] == np.arange(len(F))).all()
+    assert (np.diff(D, axis=1) >= -1e-6).all()

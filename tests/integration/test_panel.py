@@ -1275,3 +1275,58 @@ def test_failed_first_rename_removes_the_new_label_field(api, km, request):
     with pytest.raises(RuntimeError, match="connection lost"):
         api.rename_cluster(km, "km", "0", "first")
     assert snapshot(km) == before
+
+
+def test_panel_shows_what_the_audit_and_the_outliers_flag(api, km):
+    """Purity, majority label, suspects and outliers per cluster; buttons
+    that show them in the grid, most suspicious first, keep the cluster
+    selected, and tag them."""
+    big, mid, small = by_size(km)
+    names = {big: "cat", mid: "dog", small: "bird"}
+    km.set_values("animal", [names[c] for c in km.values("km_cluster")])
+    wrong = km.match(F("km_cluster") == big).limit(3).values("id")
+    km.select(wrong).set_values("animal", ["dog"] * 3)
+    app = App(km)
+    app.call("on_load")
+    text = app.prop("summary_text")["default"]
+    assert "noise" not in text  # k-means has none
+    assert "lower is better" in text and "higher is better" in text
+    # no curation columns before the actions ran
+    assert "purity" not in app.rows()[0]
+
+    api.audit_labels(km, "km", "animal")
+    api.compute_outliers(km, "km", top=4)
+    app.call("on_refresh")
+    rows = {r["cluster_id"]: r for r in app.rows()}
+    assert rows[big]["majority_label"] == "cat"
+    assert rows[big]["purity"] == "92%"  # 37 of 40
+    assert rows[big]["suspects"] == 3 and rows[mid]["suspects"] == 0
+    assert sum(r["outliers"] for r in rows.values()) == 4
+    columns = app.prop("clusters_table")["view"]["columns"]
+    labels = [c["label"] for c in columns]
+    assert labels[-4:] == ["Majority label", "Purity", "Suspects", "Outliers"]
+
+    # sort by suspects: a click on its header
+    app.call(
+        "on_table_click",
+        row=-1,
+        column=labels.index("Suspects"),
+        path="clusters_table",
+    )
+    assert app.ids()[0] == big
+
+    # the selected cluster's suspects, most suspicious first
+    app.click_cluster(big)
+    app.click(app.edit_key(), "flags", "show_suspects")
+    assert sorted(app.view.values("id")) == sorted(wrong)
+    shown = app.view.values("km_label_suspicion")
+    assert shown == sorted(shown, reverse=True)
+    assert app.state["cluster"] == big  # still selected
+    app.type("flag_tools.tag", "relabel")
+    app.click("flag_tools", "tag_flagged")
+    assert km.count_sample_tags() == {"relabel": 3}
+
+    # every outlier of the run
+    app.click("flag_tools", "show_all_outliers")
+    assert len(app.view) == 4
+    assert app.view.first()["km_outlier"] == max(km.values("km_outlier"))
