@@ -450,14 +450,19 @@ def delete_duplicates_run(samples, dup_key):
     runs.delete(samples, dup_key, KIND)
 
 
-def duplicate_groups_view(samples, dup_key):
+def duplicate_groups_view(samples, dup_key, run_key=None, cluster_id=None):
     """The samples of the run's groups, group by group (the kept sample
-    first in each)."""
+    first in each); with ``run_key`` and ``cluster_id``, the whole groups
+    that have a member in that cluster of a clustering run."""
     config = runs.get_config(samples, dup_key, KIND)
     group, keep = config["group_field"], config["keep_field"]
-    return samples.match(F(group) != None).sort_by(  # noqa: E711
-        [(group, 1), (keep, -1)]
-    )
+    view = samples.match(F(group) != None)  # noqa: E711
+    if run_key is not None:
+        field = runs.cluster_field(samples, run_key)
+        cid = str(cluster_id)
+        ids = view.match(F(field) == cid).distinct(group)
+        view = view.match(F(group).is_in(ids))
+    return view.sort_by([(group, 1), (keep, -1)])
 
 
 def duplicates_per_cluster(samples, dup_key, cluster_field):

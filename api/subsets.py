@@ -89,7 +89,8 @@ def select_subset(
         )
     except ParamError as e:
         raise InputError(str(e)) from None
-    chosen_ids = [ids[i] for i in chosen]
+    # string ids: a view that the App can send back
+    chosen_ids = [str(ids[i]) for i in chosen]
     options = dict(
         n=n,
         order=order,

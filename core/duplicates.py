@@ -31,6 +31,8 @@ SPILL = 2
 CELL_DIM = 64
 # Similarities computed at once at most (of 4 bytes each)
 BLOCK_ENTRIES = 1 << 23
+# Threads that compare cells (each with single-threaded BLAS)
+WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def unit_vectors(X, center=False):
@@ -68,22 +70,55 @@ class Searcher:
             for cell in _cells(U[part], seed, progress):
                 self.cells.append(part[cell])
 
-    def _blocks(self, progress=None, label=None):
-        """``(rows, cols, S)``: ``S = U[rows] @ U[cols].T`` over every
-        cell, in blocks of bounded memory (``rows`` within ``cols``)."""
-        total = sum(len(c) for c in self.cells)
+    def _cell(self, cols, threshold):
+        """One cell's share of a scan: ``(pairs, best)``, the pairs of
+        its rows at or above ``threshold`` (``I < J`` within the cell;
+        none for an infinite threshold) and, per block of rows, ``(rows,
+        their nearest row in the cell, similarity)``. Blocks of at most
+        :data:`BLOCK_ENTRIES` similarities."""
+        step = max(256, BLOCK_ENTRIES // max(1, len(cols)))
+        C = np.ascontiguousarray(self.U[cols])
+        pairs, best = [], []
+        for s in range(0, len(cols), step):
+            rows = cols[s : s + step]
+            S = C[s : s + step] @ C.T
+            at = np.arange(len(rows))
+            if np.isfinite(threshold):
+                r, c = np.nonzero(S >= threshold)
+                keep = c > r + s  # each pair of a cell once
+                r, c = r[keep], c[keep]
+                pairs.append((rows[r], cols[c], S[r, c]))
+            S[at, at + s] = -np.inf  # not itself
+            nearest = np.argmax(S, axis=1)
+            best.append((rows, cols[nearest], S[at, nearest]))
+        return pairs, best
+
+    def _scan_cells(self, threshold, progress=None, label=None):
+        """:meth:`_cell` of every cell, in order, on :data:`WORKERS`
+        threads, each with single-threaded BLAS: the products of a cell
+        are small, and a multi-threaded BLAS spends more time waiting
+        for its threads than multiplying (5x slower on a loaded 2-core
+        machine)."""
+        from threadpoolctl import threadpool_limits
+
+        total = sum(len(c) for c in self.cells) or 1
         done = 0
-        for cols in self.cells:
-            step = max(256, BLOCK_ENTRIES // max(1, len(cols)))
-            C = np.ascontiguousarray(self.U[cols])
-            for s in range(0, len(cols), step):
-                R = C[s : s + step]
-                yield cols[s : s + step], s, cols, R @ C.T
-            done += len(cols)
-            _report(progress, done / total, label)
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(
+            WORKERS
+        ) as pool:
+            window = 4 * WORKERS  # cells in flight: bounded memory
+            for w in range(0, len(self.cells), window):
+                cells = self.cells[w : w + window]
+                for cols, out in zip(
+                    cells,
+                    pool.map(lambda c: self._cell(c, threshold), cells),
+                ):
+                    yield out
+                    done += len(cols)
+                _report(progress, done / total, label)
 
     def scan(self, threshold, progress=None, max_pairs=None):
-        """One pass over the blocks: each row's nearest other row (among
+        """One pass over the cells: each row's nearest other row (among
         those it shares a cell with) and the pairs at or above
         ``threshold``.
 
@@ -101,22 +136,18 @@ class Searcher:
         nn = np.full(n, -1, dtype=np.int64)
         sim = np.full(n, -np.inf, dtype=np.float32)
         parts, count = [], 0
-        for rows, offset, cols, S in self._blocks(progress, "similarities"):
-            at = np.arange(len(rows))
+        for pairs, best in self._scan_cells(
+            threshold, progress, "similarities"
+        ):
             if parts is not None:
-                r, c = np.nonzero(S >= threshold)
-                keep = c > r + offset  # each pair of a cell once
-                r, c = r[keep], c[keep]
-                parts.append((rows[r], cols[c], S[r, c]))
-                count += len(r)
+                parts += pairs
+                count += sum(len(p[0]) for p in pairs)
                 if max_pairs is not None and count > max_pairs:
                     parts = None
-            S[at, at + offset] = -np.inf  # not itself
-            best = np.argmax(S, axis=1)
-            value = S[at, best]
-            better = value > sim[rows]
-            sim[rows[better]] = value[better]
-            nn[rows[better]] = cols[best[better]]
+            for rows, near, value in best:
+                better = value > sim[rows]
+                sim[rows[better]] = value[better]
+                nn[rows[better]] = near[better]
         sim[nn < 0] = -1.0
         return nn, sim, None if parts is None else self._unique(parts)
 
@@ -135,10 +166,8 @@ class Searcher:
         """Every pair ``i < j`` with ``U[i] . U[j] >= threshold`` (of rows
         that share a cell): ``(I, J, S)``."""
         parts = []
-        for rows, offset, cols, S in self._blocks(progress, "pairs"):
-            r, c = np.nonzero(S >= threshold)
-            keep = c > r + offset
-            parts.append((rows[r[keep]], cols[c[keep]], S[r[keep], c[keep]]))
+        for pairs, _ in self._scan_cells(threshold, progress, "pairs"):
+            parts += pairs
         return self._unique(parts)
 
     def nearest(self, progress=None):

@@ -8,6 +8,7 @@ methods."""
 import fiftyone.operators.types as types
 
 from ..core.metrics import NOISE_ID
+from .explorer_keep_view import render_cluster_duplicates, render_keep_tools
 from .explorer_view import (
     COLUMN_LABELS,
     HEAD,
@@ -59,6 +60,7 @@ def render_panel(state, events):
         _render_run_choice(panel, state, run_keys, events)
     _render_tools(panel, state, events)
     _render_flag_tools(panel, state, events)
+    render_keep_tools(panel, state, events)
     if state.missing:
         panel.view("missing_notice", types.Warning(label=state.missing))
     if not run_keys:
@@ -185,6 +187,7 @@ def _render_selected(panel, state, events):
     )
     _button(row, events, "tag", "Tag samples", "sell", True, params=ids)
     _render_cluster_flags(box, info, cid, events)
+    render_cluster_duplicates(box, info, cid, state, events)
     _render_merge(box, state, cid, events)
 
 

@@ -31,6 +31,7 @@ CURATION_COLUMNS = (
     ("purity", "Purity", False),
     ("suspects", "Suspects", True),
     ("outliers", "Outliers", True),
+    ("duplicates", "Duplicates", True),  # not kept by a duplicates run
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS + CURATION_COLUMNS)
 COLUMN_LABELS = {c[0]: c[1] for c in COLUMNS + CURATION_COLUMNS}
@@ -244,9 +245,13 @@ def sorted_rows(rows, key, desc):
 
 def columns_for(rows):
     """The keys of the columns a table of ``rows`` shows: the base columns,
-    then those curation columns that some row fills."""
+    then those curation columns for which some row has a value."""
     keys = [c[0] for c in COLUMNS]
-    keys += [c[0] for c in CURATION_COLUMNS if any(c[0] in r for r in rows)]
+    keys += [
+        c[0]
+        for c in CURATION_COLUMNS
+        if any(r.get(c[0]) not in (None, "") for r in rows)
+    ]
     return keys
 
 
