@@ -229,14 +229,22 @@ def _check_fits(n, clusters, skipped, run_key):
 
 
 def _features(samples, config, ids, progress):
-    """Unit embeddings of the rows ``ids`` (in that order)."""
-    members = samples.select(ids)
-    got, X = read_vectors(
-        members, config["embeddings_field"], progress=progress
-    )
-    X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    """Unit embeddings of the rows ``ids`` (in that order), read from the
+    whole view: a selection of a million ids would be a query larger than
+    the database accepts."""
+    field = config["embeddings_field"]
+    got, X = read_vectors(samples, field, skip_missing=True, progress=progress)
     where = {i: k for k, i in enumerate(got)}
-    return X[[where[i] for i in ids]]
+    try:
+        rows = np.fromiter((where[i] for i in ids), np.int64, len(ids))
+    except KeyError as e:
+        raise InputError(f"Sample {e} has no '{field}'") from None
+    if len(rows) != len(X) or (rows != np.arange(len(X))).any():
+        X = X[rows]
+    for s in range(0, len(X), 65536):  # in place, in chunks
+        part = X[s : s + 65536]
+        part /= np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+    return X
 
 
 def subset_summary(record):

@@ -126,7 +126,9 @@ def preview(searcher, progress=None, floor=None, max_pairs=None):
     else:
         nn, sim, pairs = searcher.scan(floor, progress, max_pairs)
     threshold, found = suggest(sim)
-    grid = sorted(set(GRID) | {threshold})
+    # the suggestion, and the grid's thresholds that read differently
+    grid = [t for t in GRID if abs(t - threshold) >= 5e-4]
+    grid = sorted(set(grid) | {threshold})
     counts = [[t, int((sim >= t).sum())] for t in grid]
     lo, hi, hist = histogram(sim)
     above, below = examples(sim, nn, threshold)

@@ -86,12 +86,16 @@ def preview_markdown(pv):
         pairs = pv["examples"][key]
         if not pairs:
             continue
-        lines.append(f"**Pairs {title} it:**")
+        # a table: the two images of a pair side by side
+        rows = [
+            f"**Pairs {title} it:**\n",
+            "| similarity | sample | its nearest neighbour |",
+            "|---|---|---|",
+        ]
         for p in pairs:
             a, b = (f"/media?filepath={f}" for f in p["filepaths"])
-            lines.append(
-                f"similarity {p['similarity']:.4f}: " f"![a]({a}) ![b]({b})"
-            )
+            rows.append(f"| {p['similarity']:.4f} | ![a]({a}) | ![b]({b}) |")
+        lines.append("\n".join(rows))
     return "\n\n".join(lines)
 
 
@@ -117,7 +121,8 @@ def preview_plot(pv):
             type="category",
             title=dict(text="nearest-neighbour " "similarity (bin start)"),
         ),
-        yaxis=dict(type="log", title=dict(text="samples")),
+        # log scale, a tick per power of ten
+        yaxis=dict(type="log", dtick=1, title=dict(text="samples")),
         height=260,
         margin=dict(t=8, l=48, b=60, r=8),
         bargap=0.05,

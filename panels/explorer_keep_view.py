@@ -121,10 +121,17 @@ def render_keep_tools(panel, state, events):
     if summary:
         panel.md(summary_markdown(summary), name="dup_summary_text")
     if shown:
-        _render_histogram(panel, state)
+        panel.md(
+            "The similarity histogram is below the cluster table",
+            name="dup_histogram_below",
+        )
 
 
-def _render_histogram(panel, state):
+def render_keep_histogram(panel, state):
+    """The similarity histogram (below the cluster table: the table and
+    its Duplicates column stay in sight), its counts and example pairs."""
+    if not state.run_key or not state.get(HISTOGRAM):
+        return
     panel.md(
         "**Similarity of each sample to its nearest neighbour** (blue: at "
         "or above the threshold; samples, log scale)",

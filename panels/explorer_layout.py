@@ -8,7 +8,11 @@ methods."""
 import fiftyone.operators.types as types
 
 from ..core.metrics import NOISE_ID
-from .explorer_keep_view import render_cluster_duplicates, render_keep_tools
+from .explorer_keep_view import (
+    render_cluster_duplicates,
+    render_keep_histogram,
+    render_keep_tools,
+)
 from .explorer_view import (
     COLUMN_LABELS,
     HEAD,
@@ -78,6 +82,7 @@ def render_panel(state, events):
         _render_selected(panel, state, events)
     if table_rows(state.get(TAIL)):
         _render_table(panel, TAIL, state, events)
+    render_keep_histogram(panel, state)
     return _layout(panel)
 
 
