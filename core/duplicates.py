@@ -67,7 +67,9 @@ class Searcher:
                 self.cells.append(part)
                 continue
             self.exact = False
-            for cell in _cells(U[part], seed, progress):
+            # (no copy of every row when there is one part)
+            rows = U if len(part) == n else U[part]
+            for cell in _cells(rows, seed, progress):
                 self.cells.append(part[cell])
 
     def _cell(self, cols, threshold):

@@ -103,8 +103,11 @@ class KeepEvents:
         except InputError as e:
             self._error(ctx, e)
             return
-        ctx.ops.set_view(view)
+        # flagged first: the App may announce the view change (and the
+        # panel check whether it still shows the cluster) before it applies
+        # what follows
         state.flagged = flagged
+        ctx.ops.set_view(view)
         self._refresh(ctx, view=view)
 
     def on_dup_histogram(self, ctx):
@@ -185,6 +188,30 @@ class KeepEvents:
             run_key=None if cid is None else ctx.panel.state.run_key,
             cluster_id=cid,
         )
+
+    def _shows_flagged(self, ctx):
+        """Whether the App's view starts with the flagged samples the panel
+        showed last; for duplicate groups, recognised from the view itself
+        (the App may announce the view change with the panel's state of
+        before the click), and then recorded as shown."""
+        if super()._shows_flagged(ctx):
+            return True
+        state = ctx.panel.state
+        if not state.dup_key:
+            return False
+        current = ctx.view._serialize(include_uuids=False)
+        for cid in dict.fromkeys([state.cluster, None]):
+            shown = {"kind": DUPLICATES, "cluster": cid}
+            shown["dup_key"] = state.dup_key
+            try:
+                view = self._duplicates_view(ctx, shown)
+            except InputError:
+                return False
+            expected = view._serialize(include_uuids=False)
+            if current[: len(expected)] == expected:
+                state.flagged = shown
+                return True
+        return False
 
     def _flagged_view(self, ctx):
         """The flagged samples the panel showed last: duplicate groups

@@ -276,9 +276,13 @@ async function clusterGroups(page, panel) {
   const n = parseInt(label.match(/\((\d+) samples\)/)[1], 10);
   await button.click();
   const count = await waitForCount(page, n);
-  await page.waitForTimeout(1500);
+  await page.waitForTimeout(2000);
   await shot(page, "duplicates_cluster_groups.png");
-  return { label, count };
+  // the cluster is still selected: its actions (and this button) remain
+  const still = await panel
+    .getByRole("button", { name: /^Show its duplicate/ })
+    .count();
+  return { label, count, still_selected: still === 1 };
 }
 
 async function selectN(page, panel) {

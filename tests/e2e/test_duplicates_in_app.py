@@ -217,6 +217,7 @@ def test_duplicates_and_subsets_from_the_explorer(
     cg = steps["cluster_groups"]
     n = int(cg["label"].split("(")[1].split()[0])
     assert cg["count"] == n > 0
+    assert cg["still_selected"], cg
 
     # Select N: the form preset with the run and the duplicates run, the
     # subset in the grid

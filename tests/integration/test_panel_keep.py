@@ -120,6 +120,13 @@ def test_duplicates_column_groups_and_tag(api, kd):
     assert app.view.values("dups_group") == sorted(
         app.view.values("dups_group")
     )
+    # the App may announce the view change with the state of before the
+    # click: the groups are recognised from the view itself
+    app.state["flagged"] = None
+    app.call("on_change_view")
+    assert app.state["cluster"] == mid
+    assert app.state["flagged"]["kind"] == "duplicates"
+    assert app.state["flagged"]["cluster"] == mid
 
     # a button shown for another duplicates run is refused
     app.call("on_show_duplicates", dup_key="gone")
