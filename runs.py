@@ -35,6 +35,8 @@ PLUGIN = _manifest()["name"]
 # write in another thread of the same process (the App server) can fail
 _RESULTS_LOCK = threading.RLock()
 KIND = "clustering"
+# What each kind of run is called in messages
+KIND_NAMES = {"clustering": "clustering run", "duplicates": "duplicates run"}
 
 
 def plugin_version():
@@ -42,9 +44,10 @@ def plugin_version():
     return str(_manifest()["version"])
 
 
-def list_runs(samples):
-    """The keys of the clustering runs of a collection's dataset."""
-    return samples._dataset.list_runs(plugin=PLUGIN, kind=KIND)
+def list_runs(samples, kind=KIND):
+    """The keys of the runs of ``kind`` (default: clustering runs) of a
+    collection's dataset."""
+    return samples._dataset.list_runs(plugin=PLUGIN, kind=kind)
 
 
 def check_new_key(samples, run_key):
@@ -66,25 +69,26 @@ def check_new_key(samples, run_key):
         )
 
 
-def check_key(samples, run_key):
-    """Raises an :class:`InputError` if there is no clustering run
-    ``run_key``."""
-    runs = list_runs(samples)
+def check_key(samples, run_key, kind=KIND):
+    """Raises an :class:`InputError` if there is no run ``run_key`` of
+    ``kind``."""
+    runs = list_runs(samples, kind)
     if run_key not in runs:
         have = ", ".join(runs) if runs else "none"
+        what = KIND_NAMES.get(kind, f"{kind} run")
         raise InputError(
-            f"Dataset '{samples._dataset.name}' has no clustering run "
-            f"'{run_key}'. Clustering runs: {have}"
+            f"Dataset '{samples._dataset.name}' has no {what} "
+            f"'{run_key}'. {what.capitalize()}s: {have}"
         )
 
 
-def register(samples, run_key, config, results):
-    """Registers a finished run on ``samples`` (a dataset or view) with its
-    config dict and results dict."""
+def register(samples, run_key, config, results, kind=KIND):
+    """Registers a finished run of ``kind`` on ``samples`` (a dataset or
+    view) with its config dict and results dict."""
     dataset = samples._dataset
     run_config = dataset.init_run(
         plugin=PLUGIN,
-        kind=KIND,
+        kind=kind,
         plugin_version=plugin_version(),
         **config,
     )
@@ -94,9 +98,9 @@ def register(samples, run_key, config, results):
         save_results(samples, run_key, results)
 
 
-def get_config(samples, run_key):
+def get_config(samples, run_key, kind=KIND):
     """The stored config of a run, as a dict."""
-    check_key(samples, run_key)
+    check_key(samples, run_key, kind)
     info = samples._dataset.get_run_info(run_key)
     config = info.config.serialize()
     config.pop("cls", None)
@@ -128,11 +132,11 @@ def update_config(samples, run_key, **updates):
     dataset.update_run_config(run_key, config)
 
 
-def get_info(samples, run_key):
+def get_info(samples, run_key, kind=KIND):
     """Config, timestamp and versions of a run, as a JSON-ready dict."""
-    check_key(samples, run_key)
+    check_key(samples, run_key, kind)
     info = samples._dataset.get_run_info(run_key)
-    config = get_config(samples, run_key)
+    config = get_config(samples, run_key, kind)
     return {
         "run_key": run_key,
         "timestamp": _with_zone(info.timestamp),
@@ -151,9 +155,9 @@ def _with_zone(timestamp):
     return timestamp.isoformat()
 
 
-def load_results(samples, run_key):
+def load_results(samples, run_key, kind=KIND):
     """A run's results, as a dict."""
-    check_key(samples, run_key)
+    check_key(samples, run_key, kind)
     with _RESULTS_LOCK:
         results = samples._dataset.load_run_results(
             run_key, cache=False, load_view=False
@@ -169,16 +173,19 @@ def save_results(samples, run_key, data):
         dataset.save_run_results(run_key, results, overwrite=True, cache=False)
 
 
-def rename(samples, run_key, new_run_key):
-    """Renames a run; the fields it wrote keep their names, the saved views
-    of its actions are renamed with it."""
-    check_key(samples, run_key)
+def rename(samples, run_key, new_run_key, kind=KIND):
+    """Renames a run; the fields it wrote keep their names, its saved views
+    and those of its actions are renamed with it."""
+    check_key(samples, run_key, kind)
     check_new_key(samples, new_run_key)
     dataset = samples._dataset
     dataset.rename_run(run_key, new_run_key)
-    results = load_results(samples, new_run_key)
+    results = load_results(samples, new_run_key, kind)
     changed = False
-    for record in (results.get("actions") or {}).values():
+    records = list((results.get("actions") or {}).values())
+    if results.get("saved_views"):
+        records.append(results)
+    for record in records:
         views = []
         for name in record.get("saved_views") or []:
             new = name.replace(run_key, new_run_key, 1)
@@ -192,6 +199,7 @@ def rename(samples, run_key, new_run_key):
         record["saved_views"] = views
     if changed:
         save_results(samples, new_run_key, results)
+    return results
 
 
 # --------------------------------------------------------------------------
@@ -249,14 +257,16 @@ def owned_fields(config):
     return [f for f in config.get("fields", []) if f]
 
 
-def delete(samples, run_key):
+def delete(samples, run_key, kind=KIND):
     """Deletes a run, the sample fields it and its actions wrote, their
-    saved views and the projections made from it (brain runs in its ``projection_keys``, which show its
-    clusters)."""
-    config = get_config(samples, run_key)
+    saved views and the projections made from it (brain runs in its
+    ``projection_keys``, which show its clusters)."""
+    config = get_config(samples, run_key, kind)
     dataset = samples._dataset
-    for record in get_actions(samples, run_key).values():
+    results = load_results(samples, run_key, kind)
+    for record in (results.get("actions") or {}).values():
         _delete_views(dataset, record)
+    _delete_views(dataset, results)
     remove_fields(dataset, owned_fields(config))
     brain_keys = set(dataset.list_brain_runs())
     for key in config.get("projection_keys") or []:

@@ -24,6 +24,9 @@ written before the computation has succeeded. One module per capability:
 -   :mod:`.outliers`: which samples do not belong
 -   :mod:`.assign`: new samples into an existing run's clusters
 -   :mod:`.compare`: two runs compared (ARI, AMI, per-cluster verdicts)
+-   :mod:`.duplicates`: near-duplicate groups (a run of their own) and the
+    threshold preview
+-   :mod:`.subsets`: balanced subsets of a clustering run
 """
 
 from ..core.schema import ParamError
@@ -47,6 +50,16 @@ from .edits import (
     rename_cluster,
     tag_cluster,
 )
+from .duplicates import (
+    delete_duplicates_run,
+    duplicate_groups_view,
+    duplicate_threshold_preview,
+    duplicates_per_cluster,
+    find_duplicates,
+    get_duplicates_run_info,
+    list_duplicates_runs,
+    rename_duplicates_run,
+)
 from .embeddings import compute_embeddings
 from ._actions import flagged_view
 from .label_audit import audit_labels
@@ -62,6 +75,7 @@ from .shards import (
     record_shard_operation,
     run_embedding_shard,
 )
+from .subsets import select_subset
 from .projections import (
     check_new_brain_key,
     compute_projection,
@@ -88,13 +102,20 @@ __all__ = [
     "compute_projection",
     "default_shards",
     "delete_clustering_run",
+    "delete_duplicates_run",
+    "duplicate_groups_view",
+    "duplicate_threshold_preview",
+    "duplicates_per_cluster",
     "embedding_shards_status",
     "estimate_label_clusters",
+    "find_duplicates",
     "flagged_view",
     "get_cluster_table",
     "get_clustering_run_info",
+    "get_duplicates_run_info",
     "label_clusters",
     "list_clustering_runs",
+    "list_duplicates_runs",
     "list_projections",
     "load_clustering_results",
     "merge_clusters",
@@ -105,9 +126,11 @@ __all__ = [
     "record_shard_operation",
     "rename_cluster",
     "rename_clustering_run",
+    "rename_duplicates_run",
     "repair_interrupted_runs",
     "run_embedding_shard",
     "save_projection",
+    "select_subset",
     "tag_cluster",
     "top_cluster_values",
 ]

@@ -86,7 +86,9 @@ def store_action(
         run_key: the clustering run
         name: the action's name (``"audit_labels"``, ...)
         ids: sample ``ObjectId`` s
-        values: ``{field: sequence aligned with ids}``
+        values: ``{field: sequence aligned with ids}``; empty (or
+            ``None``) for an action that writes no field, only its record
+            and views (a subset)
         field_types: ``{field: FiftyOne field class}``
         record: a JSON-ready dict (config, summary, per cluster, ...)
         views (None): ``{saved view name: view}`` to save over the
@@ -98,6 +100,7 @@ def store_action(
         ``timestamp`` added)
     """
     dataset = samples._dataset
+    values = values or {}
     fields = list(values)
     views = views or {}
     with claims.claim(samples, None, fields, edits=run_key) as claim:
@@ -114,9 +117,15 @@ def store_action(
         )
         with Rollback() as undo:
             undo.push(remove_fields, dataset, fields)
-            write_fields(
-                dataset, ids, values, field_types, progress, tag=claim.token
-            )
+            if fields:
+                write_fields(
+                    dataset,
+                    ids,
+                    values,
+                    field_types,
+                    progress,
+                    tag=claim.token,
+                )
             for view_name, view in views.items():
                 undo.push(_delete_view, dataset, view_name)
                 dataset.save_view(view_name, view, overwrite=True)

@@ -38,6 +38,7 @@ from . import _keep
 from .embeddings import compute_embeddings
 from .label_audit import audit_summary
 from .outliers import outlier_summary
+from .subsets import subset_summary
 from .projections import save_projection
 
 __all__ = [
@@ -57,7 +58,9 @@ logger = logging.getLogger(__name__)
 
 # Readable lines about each curation action stored with a run
 _ACTION_SUMMARIES = dict(
-    audit_labels=audit_summary, compute_outliers=outlier_summary
+    audit_labels=audit_summary,
+    compute_outliers=outlier_summary,
+    select_subset=subset_summary,
 )
 
 

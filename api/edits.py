@@ -86,7 +86,7 @@ def _log_edit(results, op, **details):
     results.setdefault("edits", []).append(entry)
 
 
-def get_cluster_table(samples, run_key, view=None):
+def get_cluster_table(samples, run_key, view=None, dup_key=None):
     """A summary of a clustering run and one row per cluster, for
     browsing.
 
@@ -95,6 +95,9 @@ def get_cluster_table(samples, run_key, view=None):
         run_key: a clustering run key
         view (None): a view of the dataset; if given, each row also counts
             the cluster's members in it (``in_view``)
+        dup_key (None): a duplicates run; if given, each row also counts
+            the cluster's samples it did not keep (``duplicates``) and
+            its samples in groups (``dup_in_groups``)
 
     Returns:
         a JSON-ready dict with ``run_key``, ``method``, ``params``,
@@ -141,6 +144,7 @@ def get_cluster_table(samples, run_key, view=None):
     rows.sort(key=lambda r: (r["id"] == NOISE_ID, -r["size"], int(r["id"])))
     flags = _add_curation(samples, run_key, results, rows)
     flags.update(assigned_counts(samples, run_key, results))
+    _add_duplicates(samples, dup_key, cluster_field, rows)
     return dict(
         run_key=run_key,
         method=config.get("method"),
@@ -177,6 +181,20 @@ def _add_curation(samples, run_key, results, rows):
         for kind, per_cluster in counts.items():
             r[kind] = int(per_cluster.get(r["id"], 0))
     return {kind: sum(c.values()) for kind, c in counts.items()}
+
+
+def _add_duplicates(samples, dup_key, cluster_field, rows):
+    """Adds to each row the numbers of the cluster's samples that the
+    duplicates run ``dup_key`` did not keep and put in groups."""
+    if not dup_key:
+        return
+    from .duplicates import duplicates_per_cluster
+
+    per_cluster = duplicates_per_cluster(samples, dup_key, cluster_field)
+    for r in rows:
+        counts = per_cluster.get(r["id"]) or {}
+        r["duplicates"] = int(counts.get("not_kept", 0))
+        r["dup_in_groups"] = int(counts.get("in_groups", 0))
 
 
 def cluster_view(samples, run_key, cluster_id):

@@ -28,6 +28,8 @@ DELEGATION_THRESHOLD = {
     "audit_labels": 20000,
     "compute_outliers": 20000,
     "assign_clusters": 20000,
+    "find_duplicates": 50000,
+    "select_subset": 100000,
 }
 
 # The icon of the operators that compute

@@ -30,6 +30,7 @@ from ..data import InputError
 from .explorer_compare import CompareEvents
 from .explorer_compare_view import empty_comparison
 from .explorer_flags import FlagEvents
+from .explorer_keep import KeepEvents
 from .explorer_layout import render_panel
 from .explorer_view import (
     COLUMN_KEYS,
@@ -68,7 +69,7 @@ def _operator(name):
     return f"{runs.PLUGIN}/{name}"
 
 
-class ClusterExplorer(CompareEvents, FlagEvents, foo.Panel):
+class ClusterExplorer(KeepEvents, CompareEvents, FlagEvents, foo.Panel):
     @property
     def config(self):
         return foo.PanelConfig(
@@ -429,7 +430,10 @@ class ClusterExplorer(CompareEvents, FlagEvents, foo.Panel):
         the table and plot whole."""
         state = ctx.panel.state
         try:
-            table = api.get_cluster_table(ctx.dataset, run_key, view=view)
+            dup_key = self._settle_dup_run(ctx)  # the Duplicates column
+            table = api.get_cluster_table(
+                ctx.dataset, run_key, view=view, dup_key=dup_key
+            )
         except InputError as e:
             state.set({"missing": str(e), "summary": None})
             self._set_cluster(ctx, None)

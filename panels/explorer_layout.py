@@ -9,6 +9,11 @@ import fiftyone.operators.types as types
 
 from ..core.metrics import NOISE_ID
 from .explorer_compare_view import render_comparison, render_keeping_tools
+from .explorer_keep_view import (
+    render_cluster_duplicates,
+    render_keep_histogram,
+    render_keep_tools,
+)
 from .explorer_view import (
     COLUMN_LABELS,
     HEAD,
@@ -61,6 +66,7 @@ def render_panel(state, events):
     _render_tools(panel, state, events)
     _render_flag_tools(panel, state, events)
     render_keeping_tools(panel, state, events)
+    render_keep_tools(panel, state, events)
     if state.missing:
         panel.view("missing_notice", types.Warning(label=state.missing))
     if not run_keys:
@@ -79,6 +85,7 @@ def render_panel(state, events):
     if table_rows(state.get(TAIL)):
         _render_table(panel, TAIL, state, events)
     render_comparison(panel, state, events)
+    render_keep_histogram(panel, state)
     return _layout(panel)
 
 
@@ -188,6 +195,7 @@ def _render_selected(panel, state, events):
     )
     _button(row, events, "tag", "Tag samples", "sell", True, params=ids)
     _render_cluster_flags(box, info, cid, events)
+    render_cluster_duplicates(box, info, cid, state, events)
     _render_merge(box, state, cid, events)
 
 

@@ -32,6 +32,7 @@ CURATION_COLUMNS = (
     ("purity", "Purity", False),
     ("suspects", "Suspects", True),
     ("outliers", "Outliers", True),
+    ("duplicates", "Duplicates", True),  # not kept by a duplicates run
 )
 # Columns shown when the run measured stability / had samples assigned
 KEEPING_COLUMNS = (

@@ -8,7 +8,8 @@
   ``conftest.py`` starts before any of its modules imports ``fiftyone``.
 - ``tests/e2e``: the App in headless Chromium, against the same database.
 
-Helper modules of this folder (``harness``, ``llm_server``, ``synthetic``)
+Helper modules of this folder (``harness``, ``llm_server``, ``synthetic``,
+``near_duplicates``)
 are importable by name from every test module.
 """
 
@@ -37,6 +38,7 @@ def _load_test_module(name):
 harness = _load_test_module("harness")
 _load_test_module("llm_server")
 _load_test_module("synthetic")
+_load_test_module("near_duplicates")
 
 
 def pytest_unconfigure(config):

@@ -1,0 +1,274 @@
+"""Near duplicates and subsets: end-to-end time, peak memory and recall.
+
+Synthetic 512-d embeddings (the clustering benchmark's mixture of 50
+Gaussian components) with 2% planted near-duplicate pairs (a copy of a
+row plus noise, cosine similarity about 0.95-0.999) are stored in a
+FiftyOne dataset on a private mongod (the test harness's); each case runs
+in a fresh process, whose peak resident memory (VmHWM) is reported.
+
+Usage::
+
+    python bench/bench_duplicates.py dup 100000        # ours, end to end
+    python bench/bench_duplicates.py fo 20000          # ours and FiftyOne's
+    python bench/bench_duplicates.py subset 1000000    # select 10,000
+    python bench/bench_duplicates.py dup+subset 1000000  # one dataset
+
+Files do not exist (``/bench/<i>.jpg``): the exact-duplicate stage stats
+every path and finds nothing to hash.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def planted(n, d=512, seed=0):
+    """The mixture with 2% of its rows replaced by near copies of others:
+    ``(X, pairs)``."""
+    import numpy as np
+
+    bench = _load(
+        "bench_clustering", os.path.join(REPO, "bench", "bench_clustering.py")
+    )
+    X, _ = bench.mixture(n, d, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    m = n // 50
+    rows = rng.choice(n, 2 * m, replace=False)
+    a, b = rows[:m], rows[m:]
+    scale = rng.uniform(0.03, 0.3, (m, 1)).astype(np.float32)
+    X[b] = X[a] + rng.normal(size=(m, d)).astype(np.float32) * 0.1 * scale
+    return X, np.stack([a, b], axis=1)
+
+
+def populate(name, n):
+    from datetime import datetime
+
+    import numpy as np
+    from bson import Binary, ObjectId
+
+    import fiftyone as fo
+    import fiftyone.core.utils as fou
+
+    X, pairs = planted(n)
+    ds = fo.Dataset(name)
+    ds.add_sample_field("emb", fo.VectorField)
+    ds.add_sample_field("row", fo.IntField)
+    ds.persistent = True
+    now = datetime.utcnow()
+    for s in range(0, n, 20000):
+        docs = [
+            {
+                "_id": ObjectId(),
+                "filepath": f"/bench/{i}.jpg",
+                "tags": [],
+                "metadata": None,
+                "created_at": now,
+                "last_modified_at": now,
+                "_media_type": "image",
+                "_dataset_id": ds._doc.id,
+                "emb": Binary(fou.serialize_numpy_array(X[i])),
+                "row": i,
+            }
+            for i in range(s, min(n, s + 20000))
+        ]
+        ds._sample_collection.insert_many(docs, ordered=False)
+    np.save(f"/tmp/{name}_pairs.npy", pairs)
+    return ds
+
+
+def _vm_hwm_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _api():
+    import fiftyone.operators as foo
+
+    foo.get_operator("@curate/clustering/find_duplicates")
+    return importlib.import_module(
+        "fiftyone.plugins.orgs.curate.clustering.api"
+    )
+
+
+def _group_of_row(ds, field):
+    import numpy as np
+
+    rows, groups = ds.values(["row", field])
+    out = np.full(len(rows), -1)
+    for r, g in zip(rows, groups):
+        out[r] = -1 if g is None else g
+    return out
+
+
+def case_dup(name, threshold=None):
+    import numpy as np
+
+    import fiftyone as fo
+
+    api = _api()
+    ds = fo.load_dataset(name)
+    t = time.perf_counter()
+    out = api.find_duplicates(ds, "bench", "emb", threshold=threshold)
+    wall = time.perf_counter() - t
+    peak = _vm_hwm_mb()
+    g = _group_of_row(ds, "bench_group")
+    pairs = np.load(f"/tmp/{name}_pairs.npy")
+    recall = float(
+        np.mean((g[pairs[:, 0]] >= 0) & (g[pairs[:, 0]] == g[pairs[:, 1]]))
+    )
+    return dict(
+        case="ours",
+        n=len(ds),
+        wall_s=round(wall, 1),
+        peak_mb=round(peak),
+        threshold=out["threshold"],
+        groups=out["n_groups"],
+        pairs=out["n_pairs"],
+        planted_recall=round(recall, 4),
+        timings=out["timings"],
+        load=os.getloadavg(),
+    )
+
+
+def case_fo(name, threshold):
+    import fiftyone as fo
+    import fiftyone.brain as fob
+
+    ds = fo.load_dataset(name)
+    t = time.perf_counter()
+    index = fob.compute_near_duplicates(
+        ds, threshold=1 - threshold, embeddings="emb"
+    )
+    wall = time.perf_counter() - t
+    fo_pairs = [(k, d) for k, v in index.neighbors_map.items() for d, _ in v]
+    ids, groups = ds.values(["id", "bench_group"])
+    group = dict(zip(ids, groups))
+    same = sum(
+        1 for a, b in fo_pairs if group[a] is not None and group[a] == group[b]
+    )
+    return dict(
+        case="fiftyone",
+        n=len(ds),
+        wall_s=round(wall, 1),
+        peak_mb=round(_vm_hwm_mb()),
+        fo_pairs=len(fo_pairs),
+        fo_duplicates=len(index.duplicate_ids),
+        share_of_fo_pairs_we_group=round(same / max(1, len(fo_pairs)), 4),
+        load=os.getloadavg(),
+    )
+
+
+def case_subset(name, order):
+    import fiftyone as fo
+
+    api = _api()
+    ds = fo.load_dataset(name)
+    cluster_s = None
+    if "km" not in api.list_clustering_runs(ds):
+        # a quick k-means (one start, a few iterations): the run is the
+        # input here, not what is measured
+        t = time.perf_counter()
+        api.compute_clusters(
+            ds,
+            "km",
+            "emb",
+            method="kmeans",
+            kmeans__n_clusters=100,
+            kmeans__n_init=1,
+            kmeans__max_iter=5,
+        )
+        cluster_s = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    out = api.select_subset(ds, "km", 10000, order=order)
+    wall = time.perf_counter() - t
+    return dict(
+        case=f"subset-{order}",
+        n=len(ds),
+        wall_s=round(wall, 1),
+        peak_mb=round(_vm_hwm_mb()),
+        clusters=len(out["clusters"]),
+        clustering_s=cluster_s,
+        load=os.getloadavg(),
+    )
+
+
+def _child(args):
+    env = dict(os.environ)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--run", json.dumps(args)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            out = json.loads(line[7:])
+            print(json.dumps(out), flush=True)
+            return out
+    print(proc.stderr[-3000:])
+    raise SystemExit("case failed")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "what", nargs="?", help="dup, fo or subset; dup+subset: both"
+    )
+    parser.add_argument("n", nargs="?", type=int)
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import harness
+
+    if args.run:
+        a = json.loads(args.run)
+        os.environ.update(a["env"])
+        fn = dict(dup=case_dup, fo=case_fo, subset=case_subset)[a["case"]]
+        out = fn(a["name"], *a.get("args", []))
+        print("RESULT " + json.dumps(out), flush=True)
+        return
+    harness.start()
+    import fiftyone as fo
+
+    name = f"bench-dup-{args.n}"
+    t = time.perf_counter()
+    populate(name, args.n)
+    print(
+        f"populated {args.n:,} in {time.perf_counter() - t:.0f} s", flush=True
+    )
+    env = dict(harness.TEST_ENV)
+    try:
+        what = args.what.split("+")
+        if "dup" in what or "fo" in what:
+            ours = _child(dict(case="dup", name=name, env=env))
+        if "fo" in what:
+            _child(
+                dict(case="fo", name=name, env=env, args=[ours["threshold"]])
+            )
+        if "subset" in what:
+            for order in ("typical", "spread"):
+                _child(dict(case="subset", name=name, env=env, args=[order]))
+    finally:
+        fo.delete_dataset(name)
+        harness.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Near-duplicate pairs, groups, the suggested threshold and balanced
+allocations on plain arrays (fixed seeds; no database, no fiftyone)."""
+
+import numpy as np
+import pytest
+
+
+def _planted(n=30000, d=64, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    m = n // 50
+    rows = rng.choice(n, 2 * m, replace=False)
+    a, b = rows[:m], rows[m:]
+    X[b] = X[a] + 0.05 * rng.normal(size=(m, d)).astype(np.float32)
+    return X, {(min(i, j), max(i, j)) for i, j in zip(a, b)}
+
+
+def test_cells_find_the_pairs_an_exact_search_finds(core_package):
+    D = core_package.duplicates
+    X, planted = _planted()
+    U = D.unit_vectors(X)
+    searcher = D.Searcher(U)
+    assert not searcher.exact
+    I, J, S = searcher.pairs(0.95)
+    found = set(zip(I.tolist(), J.tolist()))
+    assert len(found & planted) >= 0.99 * len(planted)
+    assert (S >= 0.95).all() and (I < J).all()
+    # the same pairs within parts: none across parts
+    parts = np.arange(len(U)) % 3
+    I2, J2, _ = D.similar_pairs(U, 0.95, within=parts)
+    assert (parts[I2] == parts[J2]).all()
+
+
+def test_suggested_threshold_sits_between_the_modes(core_package):
+    D, T = core_package.duplicates, core_package.dup_threshold
+    X, planted = _planted(n=8000)
+    pv = T.preview(D.Searcher(D.unit_vectors(X)))
+    assert pv["found"]
+    t = pv["suggested"]
+    I, J, _ = D.similar_pairs(D.unit_vectors(X), t)
+    found = set(zip(I.tolist(), J.tolist()))
+    assert len(found & planted) == len(planted) == len(found)
+    assert sum(pv["histogram"]["count"]) == 8000
+    assert all(p[2] >= t for p in pv["above"])
+    assert all(p[2] < t for p in pv["below"])
+    # no duplicates: the default, flagged as not found
+    rng = np.random.default_rng(1)
+    U = core_package.duplicates.unit_vectors(
+        rng.normal(size=(3000, 64)).astype(np.float32)
+    )
+    t, found = T.suggest(T.preview(D.Searcher(U))["sim"])
+    assert not found and t == T.FALLBACK
+
+
+def test_groups_and_the_kept_sample(core_package):
+    D = core_package.duplicates
+    I = np.array([0, 1, 5])
+    J = np.array([1, 2, 6])
+    g = D.components(8, I, J)
+    assert g.tolist() == [0, 0, 0, -1, -1, 1, 1, -1]
+    U = np.eye(8, dtype=np.float32)
+    U[1] = (U[0] + U[1] + U[2]) / np.sqrt(3)  # the centre of group 0
+    keep = D.keep_one(g, U)
+    assert keep.tolist() == [False, True, False, True, True, True, False, True]
+    areas = np.array([1, 1, 9, 0, 0, 4, 5, 0], dtype=float)
+    assert D.keep_one(g, U, areas)[[2, 6]].all()
+
+
+def test_allocation_equal_shares_capped_and_redistributed(core_package):
+    S = core_package.subsets
+    q = S.allocate([100, 5, 40, 2], 60)
+    assert q.tolist() == [27, 5, 26, 2] and q.sum() == 60
+    assert S.allocate([3, 3, 3], 9).tolist() == [3, 3, 3]
+    with pytest.raises(S.ParamError):
+        S.allocate([1, 2], 4)
+    rows, per = S.select(
+        np.repeat([0, 1, 2], [50, 10, 40]),
+        30,
+        "spread",
+        features=np.random.default_rng(0).normal(size=(100, 4)),
+    )
+    assert len(set(rows.tolist())) == 30
+    assert {c: t for c, (_, t) in per.items()} == {0: 10, 1: 10, 2: 10}
