@@ -36,7 +36,7 @@ class CompareEvents:
     def on_compare(self, ctx):
         """Compares the shown run with the run chosen (``value``)."""
         other = ctx.params.get("value") or (
-            ctx.panel.state.get("keep_tools") or {}
+            ctx.panel.state.get("compare_tools") or {}
         ).get("other")
         if other:
             self._compare(ctx, other)
@@ -44,7 +44,7 @@ class CompareEvents:
     def on_close_compare(self, ctx):
         state = ctx.panel.state
         updates = empty_comparison()
-        updates.update({"keep_tools.other": None, "compare_shown": None})
+        updates.update({"compare_tools.other": None, "compare_shown": None})
         state.set(updates)
 
     def on_flow_click(self, ctx):

@@ -211,7 +211,7 @@ def render_keeping_tools(panel, state, events):
         return
     summary = state.summary or {}
     tools = panel.h_stack(
-        "keep_tools", align_x="left", align_y="center", gap=1
+        "compare_tools", align_x="left", align_y="center", gap=1
     )
     tools.btn(
         "assign_clusters",

@@ -100,21 +100,21 @@ def test_stability_column_sorts_and_filters(api, stab):
     assert values == sorted(values, reverse=True)
 
     # only the dissolving clusters, in the table and the plot
-    button = app.prop("keep_tools", "toggle_dissolving")["view"]
+    button = app.prop("compare_tools", "toggle_dissolving")["view"]
     assert f"dissolving clusters ({len(dissolving)}" in button["label"]
-    app.click("keep_tools", "toggle_dissolving")
+    app.click("compare_tools", "toggle_dissolving")
     assert sorted(app.ids()) == dissolving
     assert sorted(app.bars()["ids"]) == dissolving
-    assert app.prop("keep_tools", "toggle_dissolving")["view"]["label"] == (
+    assert app.prop("compare_tools", "toggle_dissolving")["view"]["label"] == (
         "Show all clusters"
     )
-    app.click("keep_tools", "toggle_dissolving")
+    app.click("compare_tools", "toggle_dissolving")
     assert sorted(app.ids()) == sorted(table)
 
     # a run without stability: no column, no filter
     app.call("on_change_run", value="k3")
     assert "Stability" not in _labels(app)
-    assert not app.has("keep_tools", "toggle_dissolving")
+    assert not app.has("compare_tools", "toggle_dissolving")
 
 
 def test_assigned_column_and_samples_in_the_grid(api, dataset_name):
@@ -165,9 +165,9 @@ def test_comparison_verdicts_flows_and_moved_samples(api, stab):
     app.call("on_load")
     assert app.state["run_key"] == "k4"
     # the dropdown offers the other runs
-    choices = app.prop("keep_tools", "other")["view"]["choices"]
+    choices = app.prop("compare_tools", "other")["view"]["choices"]
     assert [c["value"] for c in choices] == ["k3"]
-    app.type("keep_tools.other", "k3")
+    app.type("compare_tools.other", "k3")
     app.call("on_compare", value="k3")
 
     out = api.compare_clustering_runs(stab, "k4", "k3")

@@ -104,8 +104,8 @@ def test_duplicates_column_groups_and_tag(api, kd):
     assert all(keep[i] for i in firsts)
     assert sum(keep) == 7
     assert app.state["flagged"]["kind"] == "duplicates"
-    app.type("flag_tools.tag", "dup")
-    app.click("flag_tools", "tag_flagged")
+    app.type("flag_tag.tag", "dup")
+    app.click("flag_tag", "tag_flagged")
     assert kd.count_sample_tags() == {"dup": 15}
 
     # the selected cluster's groups, and it stays selected
