@@ -234,8 +234,7 @@ def main():
     parser.add_argument("n", nargs="?", type=int)
     parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    import harness
+    harness = _load("harness", os.path.join(REPO, "tests", "harness.py"))
 
     if args.run:
         a = json.loads(args.run)

@@ -46,8 +46,12 @@ def main():
     import open_clip
     import torch
 
-    sys.path.insert(0, os.path.join(REPO, "bench"))
-    from bench_embeddings import make_images
+    spec = importlib.util.spec_from_file_location(
+        "_bench_embeddings", os.path.join(REPO, "bench", "bench_embeddings.py")
+    )
+    bench_embeddings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_embeddings)
+    make_images = bench_embeddings.make_images
 
     tmp = tempfile.mkdtemp(prefix="bench-loop-ab-")
     folder = os.path.join(tmp, "images")

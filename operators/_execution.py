@@ -56,6 +56,18 @@ def from_app(ctx):
     return any(key in request for key in APP_REQUEST_KEYS)
 
 
+def timed(function):
+    """``function`` with its wall time added to its result (a dict), as
+    ``elapsed_s``."""
+
+    def call(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = function(*args, **kwargs)
+        return dict(out, elapsed_s=round(time.perf_counter() - t0, 2))
+
+    return call
+
+
 def run_api(ctx, function, samples, params, reload=True, output=None):
     """What an operator's ``execute`` does: calls the API's ``function``
     on ``samples`` with the dict ``params`` and a progress reporter.

@@ -15,7 +15,7 @@ from ._common import (
     add_schema_inputs,
     form_params,
 )
-from ._execution import call_from_python, run_api
+from ._execution import call_from_python, run_api, timed
 from ._results import code, md, seconds
 
 _FORM_ONLY = ("no_runs", "no_labels", "target_notice")
@@ -141,7 +141,7 @@ class AuditLabels(HeavyOperator):
         params = form_params(ctx, _FORM_ONLY, drop_blank=True)
         return run_api(
             ctx,
-            _timed(api.audit_labels),
+            timed(api.audit_labels),
             ctx.target_view(),
             _unprefixed(params, ctx.params.get("method") or "trust_vote"),
             output=lambda out: _result(
@@ -226,7 +226,7 @@ class ComputeOutliers(HeavyOperator):
         method = ctx.params.get("method") or "relative_distance"
         return run_api(
             ctx,
-            _timed(api.compute_outliers),
+            timed(api.compute_outliers),
             ctx.target_view(),
             _unprefixed(params, method),
             output=lambda out: _result(
@@ -277,18 +277,6 @@ def _unprefixed(params, method):
         elif head == method:
             out[name] = value
     return out
-
-
-def _timed(function):
-    """``function`` with its wall time added to its result."""
-    import time
-
-    def timed(*args, **kwargs):
-        t0 = time.perf_counter()
-        out = function(*args, **kwargs)
-        return dict(out, elapsed_s=round(time.perf_counter() - t0, 2))
-
-    return timed
 
 
 OPERATORS = [AuditLabels, ComputeOutliers]

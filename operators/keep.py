@@ -15,7 +15,7 @@ from ._common import (
     form_params,
     vector_fields,
 )
-from ._execution import call_from_python, run_api
+from ._execution import call_from_python, run_api, timed
 from ._results import code, md, seconds
 
 _FORM_ONLY = (
@@ -49,17 +49,6 @@ def _output(title, out):
     outputs = types.Object()
     outputs.md("\n\n".join(lines), name="report")
     return types.Property(outputs, view=types.View(label=title))
-
-
-def _timed(function):
-    import time
-
-    def timed(*args, **kwargs):
-        t0 = time.perf_counter()
-        out = function(*args, **kwargs)
-        return dict(out, elapsed_s=round(time.perf_counter() - t0, 2))
-
-    return timed
 
 
 def preview_markdown(pv):
@@ -263,7 +252,7 @@ class FindDuplicates(HeavyOperator):
         }
         return run_api(
             ctx,
-            _timed(api.find_duplicates),
+            timed(api.find_duplicates),
             ctx.target_view(),
             params,
             output=lambda out: _output("Duplicates found", out),
@@ -368,7 +357,7 @@ class SelectSubset(HeavyOperator):
         params = form_params(ctx, _FORM_ONLY, drop_blank=True)
         return run_api(
             ctx,
-            _timed(api.select_subset),
+            timed(api.select_subset),
             ctx.target_view(),
             params,
             output=lambda out: _output("Subset selected", out),
