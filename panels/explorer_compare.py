@@ -11,7 +11,7 @@ from ..data import InputError
 from .explorer_compare_view import (
     COMPARISON,
     FLOWS,
-    SANKEY,
+    FLOW_MAP,
     VERDICTS,
     comparison_content,
     empty_comparison,
@@ -48,21 +48,20 @@ class CompareEvents:
         state.set(updates)
 
     def on_flow_click(self, ctx):
-        """A click on a link of the Sankey picture: its samples (in both
-        clusters) in the grid."""
-        pair = ctx.params.get("customdata")
-        if not (isinstance(pair, list) and len(pair) == 2):
-            index = ctx.params.get("pointNumber")
-            traces = ctx.panel.state.get(SANKEY) or []
-            try:
-                pair = traces[0]["link"]["customdata"][int(index)]
-            except (IndexError, KeyError, TypeError, ValueError):
-                pair = None
-        meta = (ctx.params.get("data") or {}).get("meta") or {}
-        if pair is None or not self._current(ctx, meta):
+        """A click on a cell of the flow map: the samples of the row's
+        cluster (``y``) that are in the column's cluster (``x``) shown in
+        the grid. A cell the panel's map does not hold (another
+        comparison's) is refused."""
+        cid, other_id = ctx.params.get("y"), ctx.params.get("x")
+        traces = ctx.panel.state.get(FLOW_MAP) or []
+        meta = traces[0].get("meta", {}) if traces else {}
+        if not (
+            self._current(ctx, meta)
+            and any(cid in t["y"] and other_id in t["x"] for t in traces)
+        ):
             self._compare_out_of_date(ctx)
             return
-        self._show_flow(ctx, str(pair[0]), str(pair[1]))
+        self._show_flow(ctx, str(cid), str(other_id))
 
     def on_flow_row_click(self, ctx):
         row = self._clicked(ctx, FLOWS)

@@ -1,7 +1,8 @@
 """What the cluster explorer shows of keeping a run up with its dataset:
 the tools (assign new samples, show only dissolving clusters, compare
-with another run) and a comparison of two runs: ARI and AMI, a Sankey
-picture of the samples that flow between their clusters, the verdict per
+with another run) and a comparison of two runs: ARI and AMI, a map of
+the samples that flow between their clusters (a heatmap: a row per
+cluster of one run, a column per cluster of the other), the verdict per
 cluster and the largest flows, as tables whose rows show samples in the
 grid.
 
@@ -17,8 +18,9 @@ from .explorer_view import md_text, plot_text
 
 # State keys: the comparison's summary, its two tables and the picture
 COMPARISON = "comparison"
-VERDICTS, FLOWS, SANKEY = "compare_verdicts", "compare_flows", "compare_sankey"
-COMPARE_KEYS = (COMPARISON, VERDICTS, FLOWS, SANKEY)
+VERDICTS, FLOWS = "compare_verdicts", "compare_flows"
+FLOW_MAP = "compare_flow_map"
+COMPARE_KEYS = (COMPARISON, VERDICTS, FLOWS, FLOW_MAP)
 
 VERDICT_COLUMNS = (
     ("run", "Run"),
@@ -35,13 +37,16 @@ FLOW_COLUMNS = (
     ("count", "Samples"),
     ("kind", "Flow"),
 )
-# The largest flows the picture and the flow table show
-MAX_LINKS = 150
+# The clusters per axis of the picture, the rows of the flow table
+MAX_SIDE = 30
 MAX_FLOW_ROWS = 30
 
-_STAYED = "rgba(158, 158, 158, 0.45)"
-_MOVED = "rgba(255, 109, 4, 0.6)"
-_SANKEY_HEIGHT = 420
+# Light to strong, by the share of the row's samples in the cell
+_SCALES = {
+    "stayed": [[0, "rgb(95, 95, 95)"], [1, "rgb(210, 210, 210)"]],
+    "moved": [[0, "rgb(150, 65, 10)"], [1, "rgb(255, 109, 4)"]],
+}
+_MAP_HEIGHT = 520
 
 
 def _stamp(run_key, other_run_key, **content):
@@ -93,7 +98,7 @@ def comparison_content(out):
         FLOWS: _stamp(
             a, b, columns=[k for k, _ in FLOW_COLUMNS], rows=flow_rows
         ),
-        SANKEY: sankey_data(a, b, flows[:MAX_LINKS], best),
+        FLOW_MAP: flow_map_data(a, b, flows, best),
     }
 
 
@@ -102,9 +107,12 @@ def empty_comparison():
 
 
 def _flow_kind(flow, best):
-    """``stayed`` for a flow between a cluster and its best match,
-    ``moved`` otherwise."""
-    stayed = best.get(("a", flow["a"])) == flow["b"]
+    """``stayed`` for a flow between two clusters that are each other's
+    best match, ``moved`` otherwise (the smaller part of a split, or the
+    part of a merge that joined another cluster's best match)."""
+    stayed = best.get(("a", flow["a"])) == flow["b"] and (
+        best.get(("b", flow["b"])) == flow["a"]
+    )
     return "stayed" if stayed else "moved"
 
 
@@ -122,37 +130,111 @@ def _moved_counts(out, best):
     return moved
 
 
-def sankey_data(run_key, other_run_key, flows, best):
-    """A Plotly Sankey trace of ``flows``: a node per cluster of each run
-    (``<run> · <id>``), a link per flow, grey where a cluster stays with
-    its best match, orange where samples move; each link carries its two
-    cluster ids (``customdata``), the trace both runs (``meta``)."""
+def flow_map_data(run_key, other_run_key, flows, best):
+    """A Plotly heatmap of ``flows``: a row per cluster of the run, a
+    column per cluster of the other run, each cell the share of the row's
+    samples that are in the column's cluster. Columns follow their rows'
+    best matches, so the samples that stay lie on the diagonal (grey:
+    clusters that are each other's best match) and those that moved are
+    orange; cells without samples stay empty.
+    At most :data:`MAX_SIDE` clusters per axis, those with the largest
+    flows; the counts are written in the cells when they fit. A click on
+    a cell sends its two cluster ids as ``y`` and ``x`` and the trace's
+    name, which names both runs (as does ``meta``)."""
     if not flows:
         return []
-    left = sorted({f["a"] for f in flows}, key=_id_order)
-    right = sorted({f["b"] for f in flows}, key=_id_order)
-    where_a = {c: i for i, c in enumerate(left)}
-    where_b = {c: len(left) + i for i, c in enumerate(right)}
-    labels = [plot_text(f"{run_key} · {c}") for c in left]
-    labels += [plot_text(f"{other_run_key} · {c}") for c in right]
-    kinds = [_flow_kind(f, best) for f in flows]
+    totals = {}
+    for f in flows:
+        totals[f["a"]] = totals.get(f["a"], 0) + f["count"]
+    rows = _largest({f["a"] for f in flows}, flows, "a")
+    cols = _columns(rows, _largest({f["b"] for f in flows}, flows, "b"), best)
+    where_r = {c: i for i, c in enumerate(rows)}
+    where_c = {c: j for j, c in enumerate(cols)}
+    kinds = ("stayed", "moved")
+    shares = {k: _grid(len(rows), len(cols), None) for k in kinds}
+    counts = {k: _grid(len(rows), len(cols), "") for k in kinds}
+    for f in flows:
+        i, j = where_r.get(f["a"]), where_c.get(f["b"])
+        if i is None or j is None:
+            continue
+        kind = _flow_kind(f, best)
+        shares[kind][i][j] = round(f["count"] / totals[f["a"]], 4)
+        counts[kind][i][j] = f["count"]
+    meta = {"run_key": run_key, "other_run_key": other_run_key}
     return [
         {
-            "type": "sankey",
-            "name": "flows",
-            "arrangement": "fixed",
-            "meta": {"run_key": run_key, "other_run_key": other_run_key},
-            "node": {"label": labels, "pad": 6, "thickness": 14},
-            "link": {
-                "source": [where_a[f["a"]] for f in flows],
-                "target": [where_b[f["b"]] for f in flows],
-                "value": [f["count"] for f in flows],
-                "customdata": [[f["a"], f["b"]] for f in flows],
-                "color": [_MOVED if k == "moved" else _STAYED for k in kinds],
-                "hovertemplate": "%{value} samples<extra></extra>",
-            },
+            "type": "heatmap",
+            "name": f"{kind}: {run_key} → {other_run_key}",
+            "meta": meta,
+            "x": cols,
+            "y": rows,
+            "z": shares[kind],
+            "text": counts[kind],
+            "texttemplate": "%{text}" if len(rows) * len(cols) <= 400 else "",
+            "zmin": 0,
+            "zmax": 1,
+            "colorscale": _SCALES[kind],
+            "showscale": False,
+            "xgap": 1,
+            "ygap": 1,
+            "hovertemplate": (
+                f"{plot_text(run_key)} · %{{y}} → "
+                f"{plot_text(other_run_key)} · %{{x}}: %{{text}} samples "
+                "(%{z:.0%})<extra>" + kind + "</extra>"
+            ),
         }
+        for kind in kinds
     ]
+
+
+def flow_map_layout(traces):
+    """The heatmap's layout: categorical axes named after the runs, the
+    first cluster of the run on top."""
+    if not traces:
+        return {}
+    meta = traces[0]["meta"]
+    n_rows = len(traces[0]["y"])
+    axis = {"type": "category", "showgrid": False, "zeroline": False}
+    return {
+        "height": _map_height(n_rows),
+        "margin": {"t": 8, "l": 64, "b": 48, "r": 8},
+        "xaxis": dict(axis, title={"text": plot_text(meta["other_run_key"])}),
+        "yaxis": dict(
+            axis,
+            autorange="reversed",
+            title={"text": plot_text(meta["run_key"])},
+        ),
+    }
+
+
+def _map_height(n_rows):
+    return max(220, min(_MAP_HEIGHT, 60 + 26 * n_rows))
+
+
+def _grid(n_rows, n_cols, empty):
+    return [[empty] * n_cols for _ in range(n_rows)]
+
+
+def _largest(ids, flows, side):
+    """At most :data:`MAX_SIDE` of ``ids``, those with the most samples
+    in ``flows``, in id order."""
+    size = {}
+    for f in flows:
+        size[f[side]] = size.get(f[side], 0) + f["count"]
+    top = sorted(ids, key=lambda c: (-size[c], _id_order(c)))[:MAX_SIDE]
+    return sorted(top, key=_id_order)
+
+
+def _columns(rows, cols, best):
+    """``cols`` ordered by the rows whose best match they are, then the
+    others in id order."""
+    shown = set(cols)
+    ordered = []
+    for r in rows:
+        m = best.get(("a", r))
+        if m in shown and m not in ordered:
+            ordered.append(m)
+    return ordered + [c for c in cols if c not in ordered]
 
 
 def _id_order(cid):
@@ -193,9 +275,13 @@ def comparison_markdown(summary):
         f"{summary['n_samples']:,} shared samples: ARI "
         f"**{summary['ari']:.3f}**, AMI **{summary['ami']:.3f}** (1: the "
         "same clustering, 0: no more alike than chance)\n\n"
-        f"Verdicts: {md_text(verdicts) or 'none'}. Orange flows are samples "
-        "that left a cluster's best match: click a flow, a verdict row or "
-        "a flow row to show its samples in the grid."
+        f"Verdicts: {md_text(verdicts) or 'none'}.\n\nIn the map, a row "
+        f"is a cluster of **{md_text(summary['run_key'])}**, a column one "
+        f"of **{md_text(summary['other_run_key'])}**, a cell the samples "
+        "they share (shade: the share of the row's samples). Grey cells "
+        "are samples that stayed with the row's best match, orange ones "
+        "samples that moved. Click a cell, a verdict row or a flow row to "
+        "show its samples in the grid."
     )
 
 
@@ -253,15 +339,13 @@ def render_comparison(panel, state, events):
     if not summary or summary.get("run_key") != state.run_key:
         return
     panel.md(comparison_markdown(summary), name="compare_text")
+    layout = flow_map_layout(state.get(FLOW_MAP))
     panel.plot(
-        SANKEY,
-        layout={
-            "height": _SANKEY_HEIGHT,
-            "margin": {"t": 8, "l": 8, "b": 8, "r": 8},
-        },
-        config={"displayModeBar": False},
+        FLOW_MAP,
+        layout=layout,
+        config={"displayModeBar": False, "scrollZoom": False},
         on_click=events.on_flow_click,
-        height=f"{_SANKEY_HEIGHT}px",
+        height=f"{layout.get('height', _MAP_HEIGHT)}px",
     )
     if state.compare_shown:
         panel.md(md_text(state.compare_shown), name="compare_shown")

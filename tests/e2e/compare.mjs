@@ -2,9 +2,9 @@
 // up with the dataset, in the cluster explorer: the Stability column and
 // the filter to the dissolving clusters, assign_clusters run from its form
 // (opened by the panel's button) and the Assigned column it fills, then
-// the comparison with another run (ARI/AMI, the Sankey picture of the
-// flows, the verdict and flow tables), where a click on a flow and on a
-// verdict row must show the samples that moved in the grid. Reports what
+// the comparison with another run (ARI/AMI, the map of the flows, the
+// verdict and flow tables), where a click on a cell of the map, on a flow
+// row and on a verdict row must show the samples that moved in the grid. Reports what
 // the App showed after each step as JSON on the last line of stdout (the
 // Python test makes the assertions); screenshots go into the output folder.
 //
@@ -194,23 +194,14 @@ async function main(page, panel) {
     await page.waitForTimeout(2000);
     const verdicts = await tableContent(tableAfter(panel, "Verdicts (click"));
     const flows = await tableContent(tableAfter(panel, "Largest flows"));
-    const links = await panel.locator("path.sankey-link").count();
-    const nodes = await panel
-      .locator(".sankey-node text.node-label")
-      .evaluateAll((els) => els.map((e) => e.textContent.trim()));
+    const map = await flowMap(panel);
     await text.scrollIntoViewIfNeeded();
     await shot(page, "compare_runs.png");
     await panel
       .locator(".js-plotly-plot")
       .last()
-      .screenshot({ path: path.join(config.outDir, "compare_sankey.png") });
-    return {
-      text: clean(await text.innerText()),
-      verdicts,
-      flows,
-      links,
-      nodes,
-    };
+      .screenshot({ path: path.join(config.outDir, "compare_map.png") });
+    return { text: clean(await text.innerText()), verdicts, flows, map };
   });
 
   await step(page, "flow_row", async () => {
@@ -245,34 +236,67 @@ async function main(page, panel) {
     return { row: shown.rows[row], grid };
   });
 
-  // Last, and not asserted: in FiftyOne 1.22's App a click on a Sankey
-  // link did not reach the panel (the App's plot click handler reads the
-  // point data of traces with points); the step reports what happened
-  await step(page, "sankey_click", async () => {
-    // the widest link: a click on its middle
-    const links = panel.locator("path.sankey-link");
-    const n = await links.count();
+  // A click on the largest orange cell of the map, where the mouse is
+  await step(page, "map_click", async () => {
+    const map = await flowMap(panel);
     let best = null;
-    for (let i = 0; i < n; i++) {
-      const box = await links.nth(i).boundingBox();
-      if (box && (!best || box.height > best.box.height)) best = { i, box };
+    for (const c of map.cells) {
+      const better = !best || c.count > best.count;
+      if (c.trace.startsWith("moved") && better) best = c;
     }
-    const before = await count(page);
-    const { x, y, width, height } = best.box;
-    await page.mouse.move(x + width / 2, y + height / 2, { steps: 5 });
+    const box = await panel.locator(".js-plotly-plot").last().boundingBox();
+    const x = box.x + best.px;
+    const y = box.y + best.py;
+    await page.mouse.move(x, y, { steps: 5 });
     await page.waitForTimeout(500);
-    await page.mouse.click(x + width / 2, y + height / 2);
-    await page.waitForTimeout(4000);
-    const after = await count(page);
+    await page.mouse.click(x, y);
+    const grid = await waitForCount(page, best.count);
     const note = await panel
       .getByText("The grid shows", { exact: false })
       .first()
-      .innerText({ timeout: 2000 })
+      .innerText({ timeout: WAIT })
       .catch(() => null);
-    await shot(page, "compare_sankey_click.png");
-    const errors = report.page_errors || [];
-    return { before, after, note: clean(note), page_errors: errors };
+    await shot(page, "compare_map_click.png");
+    return { cell: best, grid, note: clean(note) };
   });
+}
+
+// The flow map as Plotly drew it: its traces' types, its axes' clusters,
+// and each non-empty cell with its count and its centre in pixels from
+// the plot's corner
+async function flowMap(panel) {
+  return panel
+    .locator(".js-plotly-plot")
+    .last()
+    .evaluate((gd) => {
+      const xa = gd._fullLayout.xaxis;
+      const ya = gd._fullLayout.yaxis;
+      const cells = [];
+      for (const t of gd.data) {
+        t.y.forEach((row, i) =>
+          t.x.forEach((col, j) => {
+            if (t.z[i][j] === null || t.z[i][j] === undefined) return;
+            cells.push({
+              trace: t.name,
+              row,
+              col,
+              count: t.text[i][j],
+              // a category axis's linear coordinate is the index
+              px: xa._offset + xa.l2p(j),
+              py: ya._offset + ya.l2p(i),
+            });
+          })
+        );
+      }
+      return {
+        types: gd.data.map((t) => t.type),
+        rows: gd.data[0].y,
+        cols: gd.data[0].x,
+        xtitle: xa.title && xa.title.text,
+        ytitle: ya.title && ya.title.text,
+        cells,
+      };
+    });
 }
 
 const browser = await chromium.launch({

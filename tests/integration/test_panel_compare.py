@@ -2,7 +2,7 @@
 column (sorted by a header click, filtered to the dissolving clusters),
 the Assigned column and the assigned and novel samples in the grid, and
 the comparison with another run (ARI, AMI, verdicts, the flows as a
-Sankey picture and a table) whose clicks show the samples that moved.
+map and a table) whose clicks show the samples that moved.
 
 Driven with ``test_panel.py``'s stand-in for the App."""
 
@@ -171,7 +171,7 @@ def test_comparison_verdicts_flows_and_moved_samples(api, stab):
     app.call("on_compare", value="k3")
 
     out = api.compare_clustering_runs(stab, "k4", "k3")
-    assert app.has("compare_text") and app.has("compare_sankey")
+    assert app.has("compare_text") and app.has("compare_flow_map")
     shown = app.display()
     summary = shown["comparison"]
     assert summary["ari"] == pytest.approx(out["ari"])
@@ -184,28 +184,52 @@ def test_comparison_verdicts_flows_and_moved_samples(api, stab):
         ("k4" if c["run"] == "a" else "k3", c["id"], c["verdict"])
         for c in out["clusters"]
     }
-    # the Sankey picture: a link per flow, carrying both cluster ids
-    (trace,) = shown["compare_sankey"]
-    assert trace["type"] == "sankey"
-    assert sum(trace["link"]["value"]) == len(stab)
-    assert trace["meta"] == {"run_key": "k4", "other_run_key": "k3"}
-
-    # a click on a flow of the picture: its samples in the grid
-    i = int(np.argmin(trace["link"]["value"]))
-    a, b = trace["link"]["customdata"][i]
-    app.call(
-        "on_flow_click",
-        pointNumber=i,
-        customdata=[a, b],
-        data={"meta": trace["meta"]},
+    # the flow map: a row per cluster of k4, a column per cluster of k3,
+    # the columns in the order of the rows' best matches, each flow in
+    # one cell of one of two traces (stayed, moved) with its count
+    stayed, moved = shown["compare_flow_map"]
+    assert stayed["type"] == moved["type"] == "heatmap"
+    assert stayed["meta"] == {"run_key": "k4", "other_run_key": "k3"}
+    rows, cols = stayed["y"], stayed["x"]
+    assert sorted(rows) == sorted(stab.distinct("k4_cluster"))
+    assert sorted(cols) == sorted(stab.distinct("k3_cluster"))
+    best = {
+        c["id"]: c["best_match"] for c in out["clusters"] if c["run"] == "a"
+    }
+    assert cols[: len(set(best.values()))] == list(
+        dict.fromkeys(best[r] for r in rows)
     )
-    assert len(app.view) == trace["link"]["value"][i]
-    assert set(app.view.values("k4_cluster")) == {a}
-    assert set(app.view.values("k3_cluster")) == {b}
+    best_b = {
+        c["id"]: c["best_match"] for c in out["clusters"] if c["run"] == "b"
+    }
+    best_b = {
+        c["id"]: c["best_match"] for c in out["clusters"] if c["run"] == "b"
+    }
+    cells = {}
+    for trace in (stayed, moved):
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                if trace["z"][i][j] is not None:
+                    assert (r, c) not in cells
+                    cells[(r, c)] = (trace["name"], trace["text"][i][j])
+    assert sum(n for _, n in cells.values()) == len(stab)
+    for (r, c), (name, n) in cells.items():
+        assert n == len(
+            stab.match((F("k4_cluster") == r) & (F("k3_cluster") == c))
+        )
+        mutual = best[r] == c and best_b[c] == r
+        assert name.startswith("stayed" if mutual else "moved")
+    # the merged blob: k4's two halves both go to one k3 cluster, whose
+    # best match is one of them: the other half moved
+    assert sum(name.startswith("moved") for name, _ in cells.values()) == 1
+
+    # a click on a cell of the map, as the App sends it: its samples
+    (r, c), (name, n) = min(cells.items(), key=lambda kv: kv[1][1])
+    app.call("on_flow_click", x=c, y=r, z=0.5, trace=name)
+    assert len(app.view) == n
+    assert set(app.view.values("k4_cluster")) == {r}
+    assert set(app.view.values("k3_cluster")) == {c}
     assert "samples" in app.state["compare_shown"]
-    # a click without customdata (only the link's index) works too
-    app.call("on_flow_click", pointNumber=0)
-    assert len(app.view) == trace["link"]["value"][0]
 
     # a verdict row: the cluster's samples outside its best match
     merged = next(
@@ -224,9 +248,13 @@ def test_comparison_verdicts_flows_and_moved_samples(api, stab):
     app.call("on_flow_row_click", row=0, column=0, path="compare_flows")
     assert len(app.view) == flows[0]["count"]
 
-    # a click on a comparison of another run is refused
-    stale = {"meta": {"run_key": "k4", "other_run_key": "nope"}}
-    app.call("on_flow_click", customdata=[a, b], data=stale)
+    # a click on a map of another comparison, or on a cell the map does
+    # not hold, is refused
+    app.call("on_flow_click", x=c, y=r, trace="moved: k4 → nope")
+    assert "out of date" in app.last_warning()
+    assert not app.display().get("comparison")
+    app.call("on_compare", value="k3")
+    app.call("on_flow_click", x="nope", y=r, trace=name)
     assert "out of date" in app.last_warning()
     assert not app.display().get("comparison")
 
@@ -237,6 +265,6 @@ def test_comparison_verdicts_flows_and_moved_samples(api, stab):
     assert not app.display().get("comparison")
     assert not app.has("compare_text")
     app.call("on_compare", value="k4")
-    assert app.has("compare_sankey")
+    assert app.has("compare_flow_map")
     app.click("close_compare")
-    assert not app.has("compare_sankey")
+    assert not app.has("compare_flow_map")
