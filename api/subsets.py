@@ -31,13 +31,17 @@ def select_subset(
     skip_outliers=False,
     skip_noise=False,
     seed=51,
+    sub_clusters=1,
     progress=None,
 ):
     """Picks ``n`` samples spread across the clusters of a run.
 
     Each cluster gets an equal share, capped by its size, the remainder
     shared again among the larger ones (see :func:`core.subsets.allocate`);
-    within a cluster, members are taken in ``order``. Saves the view
+    within a cluster, members are taken in ``order``. With
+    ``sub_clusters`` above 1, a cluster's share is itself shared equally
+    among that many k-means parts of the cluster (see
+    :func:`core.subsets.select`). Saves the view
     ``"<run_key> subset"`` and records with the run the config, per
     cluster the samples eligible and taken, and what was skipped. A second
     call replaces the first one's view and record.
@@ -60,6 +64,11 @@ def select_subset(
             noise gets a share like a cluster (rare kinds of samples that
             a density-based method left as noise are then not lost)
         seed (51): seed of the random choices
+        sub_clusters (1): above 1 (e.g. 3), split each cluster that gives
+            some but not all of its samples into this many parts by k-means
+            in the embeddings and share its quota equally among them, so
+            that a minority group inside a cluster is not swamped (reads
+            the embeddings whatever the order)
         progress (None): an optional ``progress(fraction, stage)``
 
     Returns:
@@ -72,6 +81,7 @@ def select_subset(
             f"{order!r}"
         )
     n = _check_n(n)
+    sub_clusters = _check_sub_clusters(sub_clusters)
     view_name = subset_view_name(run_key)
     config = check_action(samples, run_key, NAME, [], [view_name])
     rows = _eligible(
@@ -80,12 +90,12 @@ def select_subset(
     ids, clusters, typicality, skipped = rows
     _check_fits(n, clusters, skipped, run_key)
     features = None
-    if SUBSET_ORDERS.get(order).needs_features:
+    if SUBSET_ORDERS.get(order).needs_features or sub_clusters > 1:
         features = _features(samples, config, ids, span(progress, 0, 0.6))
     report(progress, 0.7, "choosing")
     try:
         chosen, per_cluster = select(
-            clusters, n, order, typicality, features, seed
+            clusters, n, order, typicality, features, seed, sub_clusters
         )
     except ParamError as e:
         raise InputError(str(e)) from None
@@ -98,6 +108,7 @@ def select_subset(
         skip_outliers=skip_outliers,
         skip_noise=skip_noise,
         seed=seed,
+        sub_clusters=sub_clusters,
         tag=tag,
     )
     record = _record(options, len(ids), skipped, per_cluster)
@@ -116,11 +127,15 @@ def _record(options, n_eligible, skipped, per_cluster):
         config=options,
         n_eligible=n_eligible,
         skipped=skipped,
-        clusters={
-            str(c): dict(eligible=e, taken=t)
-            for c, (e, t) in per_cluster.items()
-        },
+        clusters={str(c): _cluster_record(*v) for c, v in per_cluster.items()},
     )
+
+
+def _cluster_record(eligible, taken, parts):
+    out = dict(eligible=eligible, taken=taken)
+    if parts:
+        out["parts"] = [dict(eligible=e, taken=t) for e, t in parts]
+    return out
 
 
 def _check_n(n):
@@ -133,6 +148,19 @@ def _check_n(n):
     if n < 1:
         raise InputError(f"n must be at least 1, not {n}")
     return int(n)
+
+
+def _check_sub_clusters(k):
+    if (
+        isinstance(k, bool)
+        or not isinstance(k, (int, float))
+        or (isinstance(k, float) and not k.is_integer())
+        or k < 1
+    ):
+        raise InputError(
+            f"sub_clusters must be a whole number >= 1, not {k!r}"
+        )
+    return int(k)
 
 
 # long: one read, then each reason to skip a sample, counted
@@ -264,10 +292,21 @@ def subset_summary(record):
         + ", ".join(f"{cid}: {s['taken']}" for cid, s in taken[:8])
         + (" ..." if len(taken) > 8 else ""),
         f"Equal shares capped by cluster size; {len(capped)} clusters gave "
-        f"all their {'' if not capped else 'eligible '}samples",
+        f"all their {'' if not capped else 'eligible '}samples"
+        + _parts_summary(clusters),
         f"Chosen from {record['n_eligible']:,} eligible samples"
         + (f"; skipped {skipped}" if skipped else ""),
         f"Saved view '{record['saved_views'][0]}'"
         + (f"; tag '{c['tag']}'" if c.get("tag") else ""),
     ]
     return lines
+
+
+def _parts_summary(clusters):
+    split = [s["parts"] for s in clusters.values() if s.get("parts")]
+    if not split:
+        return ""
+    return (
+        f"; {len(split)} clusters shared their quota among "
+        f"{sum(len(p) for p in split)} k-means parts"
+    )

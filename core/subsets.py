@@ -4,11 +4,17 @@ Each cluster gets an equal share of ``n``, capped by its size; what a small
 cluster cannot take is shared again among the others (:func:`allocate`).
 Within a cluster, members are taken in the order of one of
 :data:`SUBSET_ORDERS`: the most typical first, spread out (farthest-point
-sampling from the most typical), or at random.
+sampling from the most typical), or at random. Optionally the balance goes
+one level further down (``sub_clusters``): each cluster is split by k-means
+in the embeddings and its quota shared out among the parts the same way,
+so that a minority group inside a cluster is not swamped by the majority
+(hierarchical balanced sampling, as in Vo et al. 2024, "Automatic data
+curation for self-supervised learning: a clustering-based approach").
 """
 
 import numpy as np
 
+from .kmeans import kmeans
 from .schema import ParamError, Registry
 
 SUBSET_ORDERS = Registry("subset order")
@@ -114,7 +120,13 @@ def farthest_points(X, m, start=0):
 
 
 def select(
-    clusters, n, order="typical", typicality=None, features=None, seed=51
+    clusters,
+    n,
+    order="typical",
+    typicality=None,
+    features=None,
+    seed=51,
+    sub_clusters=1,
 ):
     """``n`` rows spread across clusters.
 
@@ -125,15 +137,24 @@ def select(
         typicality (None): higher is more typical, per row (zeros if
             ``None``)
         features (None): an ``n_rows x d`` array, for orders that need it
-        seed (51): seed of the random choices
+            and for ``sub_clusters``
+        seed (51): seed of the random choices and of the k-means
+        sub_clusters (1): above 1, a cluster that gives some but not all
+            of its rows (and at least 2) is split into this many parts by
+            k-means on ``features``, and its quota is shared among them as
+            among the clusters (:func:`allocate`); ``order`` applies
+            within each part
 
     Returns:
         ``(rows, per_cluster)``: the chosen rows (cluster by cluster) and
-        ``{cluster: (eligible, taken)}``
+        ``{cluster: (eligible, taken, parts)}``, where ``parts`` is a list
+        of ``(eligible, taken)`` per part of a split cluster, else ``None``
     """
     cls = SUBSET_ORDERS.get(order)
-    if cls.needs_features and features is None:
-        raise ParamError(f"Order '{order}' needs the embeddings")
+    _check_sub_clusters(sub_clusters)
+    if (cls.needs_features or sub_clusters > 1) and features is None:
+        why = f"Order '{order}'" if cls.needs_features else "sub_clusters"
+        raise ParamError(f"{why} needs the embeddings")
     clusters = np.asarray(clusters)
     typicality = np.zeros(len(clusters)) if typicality is None else typicality
     ids, inverse = np.unique(clusters, return_inverse=True)
@@ -145,9 +166,40 @@ def select(
     rng = np.random.default_rng(seed)
     chosen, per_cluster = [], {}
     for cid, rows, q in zip(ids, members, quota):
-        f = None if features is None else features[rows]
-        picked = rows[cls().order(typicality[rows], f, rng, int(q))]
-        chosen.append(picked)
-        per_cluster[cid.item()] = (len(rows), int(q))
+        q = int(q)
+        parts = [rows]
+        if sub_clusters > 1 and 2 <= q < len(rows):
+            parts = split_cluster(features[rows], sub_clusters, seed)
+            parts = [rows[p] for p in parts]
+        part_quota = allocate([len(p) for p in parts], q)
+        for part, pq in zip(parts, part_quota):
+            f = None if features is None else features[part]
+            at = cls().order(typicality[part], f, rng, int(pq))
+            chosen.append(part[at])
+        split = None
+        if len(parts) > 1:
+            split = [(len(p), int(t)) for p, t in zip(parts, part_quota)]
+        per_cluster[cid.item()] = (len(rows), q, split)
     rows = np.concatenate(chosen) if chosen else np.empty(0, np.int64)
     return rows, per_cluster
+
+
+def _check_sub_clusters(k):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ParamError(f"sub_clusters must be an integer >= 1, not {k!r}")
+
+
+def split_cluster(X, k, seed=51):
+    """The rows of ``X`` in at most ``k`` parts by k-means (3 restarts):
+    a list of index arrays, largest first, without empty parts."""
+    k = min(int(k), len(X))
+    if k < 2:
+        return [np.arange(len(X))]
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    _, labels, _ = kmeans(X, k, 25, seed, n_init=3)
+    sizes = np.bincount(labels, minlength=k)
+    return [
+        np.flatnonzero(labels == j)
+        for j in np.argsort(-sizes, kind="stable")
+        if sizes[j]
+    ]

@@ -316,18 +316,7 @@ class SelectSubset(HeavyOperator):
             ),
         )
         inputs.str("tag", label="Tag the chosen samples (optional)")
-        order = types.Dropdown()
-        for cls in SUBSET_ORDERS.classes():
-            order.add_choice(
-                cls.name, label=cls.label, description=cls.description
-            )
-        inputs.enum(
-            "order",
-            order.values(),
-            default="spread",
-            view=order,
-            label="Within a cluster",
-        )
+        _add_order_inputs(inputs)
         dup_keys = api.list_duplicates_runs(ctx.dataset)
         if dup_keys:
             add_dropdown_input(
@@ -373,6 +362,7 @@ class SelectSubset(HeavyOperator):
         dup_key=None,
         skip_outliers=False,
         skip_noise=False,
+        sub_clusters=1,
         delegate=False,
     ):
         """Picks ``n`` samples spread across a run's clusters (see
@@ -388,12 +378,42 @@ class SelectSubset(HeavyOperator):
                 keep
             skip_outliers (False): skip the run's top outliers
             skip_noise (False): skip noise
+            sub_clusters (1): above 1, share each cluster's quota among
+                this many k-means parts of it
             delegate (False): whether to queue it for a worker
 
         Returns:
             an :class:`fiftyone.operators.executor.ExecutionResult`
         """
         return call_from_python(self, locals())
+
+
+def _add_order_inputs(inputs):
+    """The order within a cluster, and the parts a cluster's share is
+    shared among."""
+    order = types.Dropdown()
+    for cls in SUBSET_ORDERS.classes():
+        order.add_choice(
+            cls.name, label=cls.label, description=cls.description
+        )
+    inputs.enum(
+        "order",
+        order.values(),
+        default="spread",
+        view=order,
+        label="Within a cluster",
+    )
+    inputs.int(
+        "sub_clusters",
+        default=1,
+        min=1,
+        label="Parts per cluster",
+        description=(
+            "Above 1 (e.g. 3): each cluster's share is shared again "
+            "equally among this many k-means parts of the cluster, so "
+            "a minority inside a cluster is not swamped"
+        ),
+    )
 
 
 OPERATORS = [FindDuplicates, SelectSubset]

@@ -80,4 +80,47 @@ def test_allocation_equal_shares_capped_and_redistributed(core_package):
         features=np.random.default_rng(0).normal(size=(100, 4)),
     )
     assert len(set(rows.tolist())) == 30
-    assert {c: t for c, (_, t) in per.items()} == {0: 10, 1: 10, 2: 10}
+    assert {c: t for c, (_, t, _) in per.items()} == {0: 10, 1: 10, 2: 10}
+    assert all(parts is None for *_, parts in per.values())
+
+
+def _cluster_with_a_minority(rng):
+    """Cluster 0: 90 rows around one point and 10 around a far one (the
+    most typical rows are the majority's); cluster 1: 50 rows."""
+    centres = np.array([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]])
+    group = np.repeat([0, 1, 2], [90, 10, 50])
+    X = centres[group] + rng.normal(scale=0.3, size=(150, 3))
+    typicality = np.where(group == 0, 1.0, 0.0) + rng.random(150) * 0.1
+    return group, np.where(group == 2, 1, 0), X, typicality
+
+
+@pytest.mark.parametrize("order", ["typical", "random"])
+def test_sub_clusters_share_a_quota_among_groups(core_package, order):
+    S = core_package.subsets
+    group, clusters, X, typ = _cluster_with_a_minority(
+        np.random.default_rng(0)
+    )
+    flat, per = S.select(clusters, 20, order, typ, X, seed=1)
+    rows, per2 = S.select(clusters, 20, order, typ, X, seed=1, sub_clusters=2)
+    assert (group[flat] == 1).sum() <= 2  # swamped by the 90
+    assert np.bincount(group[rows], minlength=3).tolist() == [5, 5, 10]
+    assert per2[0] == (100, 10, [(90, 5), (10, 5)])
+    assert per2[1][:2] == (50, 10)
+    assert sum(t for _, t in per2[1][2]) == 10
+    # a small part gives what it has, the rest goes to the other parts
+    rows, per3 = S.select(clusters, 60, order, typ, X, sub_clusters=2)
+    assert (group[rows] == 1).sum() == 10
+    assert per3[0][1] == 30 and sum(t for _, t in per3[0][2]) == 30
+
+
+def test_sub_clusters_need_features_and_a_whole_number(core_package):
+    S = core_package.subsets
+    with pytest.raises(S.ParamError, match="needs the embeddings"):
+        S.select([0, 0, 1, 1], 2, "typical", sub_clusters=2)
+    for bad in (0, 1.5, True):
+        with pytest.raises(S.ParamError, match="sub_clusters"):
+            S.select(
+                [0, 1], 2, "typical", features=np.eye(2), sub_clusters=bad
+            )
+    parts = S.split_cluster(np.eye(3, dtype=np.float32), 5)
+    assert sorted(len(p) for p in parts) == [1, 1, 1]

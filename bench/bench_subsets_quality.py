@@ -1,0 +1,120 @@
+"""Label balance of ``select_subset``'s choice on the sklearn digits, as
+the label entropy of 300 selected samples over log(10).
+
+Cases: the digits made imbalanced (digit c keeps (c + 1) / 10 of its
+images, about 990 in all; subsampling seeds 51, 52, 53, as the
+integration test's fixture does it) clustered with the plugin's defaults
+(L2 normalisation, UMAP to 5 dimensions, HDBSCAN with its automatic
+``min_cluster_size``), and all 1,797 digits (balanced) clustered the same
+way and by k-means with k=10. No database: ``core`` on arrays, as the API
+calls it (typicality from the run's score, features the unit pixel
+vectors). Each order and ``sub_clusters`` value is run with the selection
+seeds 51-55: the first number is seed 51 (what the API's default seed
+gives), the second the mean.
+
+Usage::
+
+    python bench/bench_subsets_quality.py
+"""
+
+import importlib
+import importlib.util
+import os
+import sys
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SELECTION_SEEDS = (51, 52, 53, 54, 55)
+
+
+def _core():
+    spec = importlib.util.spec_from_file_location(
+        "_core",
+        os.path.join(REPO, "core", "__init__.py"),
+        submodule_search_locations=[os.path.join(REPO, "core")],
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_core"] = module
+    spec.loader.exec_module(module)
+    return [
+        importlib.import_module(f"_core.{m}")
+        for m in ("reduce", "methods", "summary", "subsets")
+    ]
+
+
+reduce_, methods, summary, subsets = _core()
+
+
+def imbalanced(seed):
+    d = load_digits()
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in range(10):
+        idx = np.flatnonzero(d.target == c)
+        n = int(round(len(idx) * (c + 1) / 10))
+        keep += list(rng.choice(idx, n, replace=False))
+    keep = np.sort(keep)
+    return d.data[keep].astype(np.float32), d.target[keep]
+
+
+def cluster(X, method, **params):
+    """``(labels, typicality, features)`` as the API has them."""
+    reduce = "umap" if method == "hdbscan" else "none"
+    umap = reduce_.REDUCERS.get("umap")().params_ if reduce == "umap" else {}
+    Z, _ = reduce_.preprocess(X.copy(), True, reduce, umap)
+    fitted = methods.METHODS.get(method)(**params).fit(Z)
+    scores = summary.summarize(X.copy(), Z, fitted.labels_, fitted)["scores"]
+    higher = methods.SCORE_KINDS[fitted.score_kind].higher_is_typical
+    typicality = np.nan_to_num(scores if higher else -scores, nan=-np.inf)
+    F = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return fitted.labels_, typicality, F
+
+
+def entropy(y, rows):
+    counts = np.bincount(y[rows], minlength=10)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum() / np.log(10)), counts
+
+
+def cases():
+    out = {}
+    for seed in (51, 52, 53):
+        X, y = imbalanced(seed)
+        out[f"imbalanced {seed}"] = (cluster(X, "hdbscan"), y)
+    d = load_digits()
+    X = d.data.astype(np.float32)
+    out["balanced, HDBSCAN"] = (cluster(X, "hdbscan"), d.target)
+    out["balanced, k-means 10"] = (
+        cluster(X, "kmeans", n_clusters=10),
+        d.target,
+    )
+    return out
+
+
+def main():
+    data = cases()
+    print(
+        "| order | sub_clusters | "
+        + " | ".join(data)
+        + " | digits 0-9 (imbalanced 51) |"
+    )
+    print("|---" * (len(data) + 3) + "|")
+    for order in ("spread", "random", "typical"):
+        for k in (1, 2, 3, 4, 5):
+            cells, digits = [], ""
+            for name, ((labels, typ, F), y) in data.items():
+                es = []
+                for s in SELECTION_SEEDS:
+                    rows, _ = subsets.select(labels, 300, order, typ, F, s, k)
+                    e, counts = entropy(y, rows)
+                    es.append(e)
+                    if name == "imbalanced 51" and s == 51:
+                        digits = ", ".join(map(str, counts))
+                cells.append(f"{es[0]:.4f} / {np.mean(es):.4f}")
+            print(f"| {order} | {k} | " + " | ".join(cells) + f" | {digits} |")
+
+
+if __name__ == "__main__":
+    main()
