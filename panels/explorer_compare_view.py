@@ -278,10 +278,9 @@ def comparison_markdown(summary):
         f"Verdicts: {md_text(verdicts) or 'none'}.\n\nIn the map, a row "
         f"is a cluster of **{md_text(summary['run_key'])}**, a column one "
         f"of **{md_text(summary['other_run_key'])}**, a cell the samples "
-        "they share (shade: the share of the row's samples). Grey cells "
-        "are samples that stayed with the row's best match, orange ones "
-        "samples that moved. Click a cell, a verdict row or a flow row to "
-        "show its samples in the grid."
+        "they share. Grey: the two clusters are each other's best match; "
+        "orange: samples that moved. Click a cell, a verdict row or a flow "
+        "row to show its samples in the grid."
     )
 
 
