@@ -29,6 +29,7 @@ from pymongo.errors import BulkWriteError
 
 import fiftyone.core.odm as odm
 
+from .runs import committed
 from .data import (
     InputError,
     remove_fields,
@@ -74,17 +75,23 @@ class Claim:
         self._stop = threading.Event()
         self._thread = None
 
-    def set_phase(self, phase, values=None):
+    def set_phase(self, phase, values=None, views=None):
         """Records how far the run has come (``claimed``, ``writing``,
-        ``registering``; ``done`` once nothing is left to undo).
+        ``registering``; ``committing`` while a call that edits a run
+        saves its record there, with this claim's token; ``done`` once
+        nothing is left to undo).
 
         ``values`` names fields that already exist and receive values on
         some samples only (the samples a write's temporary collection,
         tagged with this claim's token, holds): a repair unsets them on
-        those samples, where :func:`claim`'s fields are removed whole."""
+        those samples, where :func:`claim`'s fields are removed whole.
+        ``views`` names the saved views the call writes, which a repair
+        deletes."""
         update = {"phase": phase, "alive_at": _now()}
         if values is not None:
             update["values"] = list(values)
+        if views is not None:
+            update["views"] = list(views)
         _coll().update_many({"token": self.token}, {"$set": update})
 
     def _beat(self):
@@ -222,7 +229,10 @@ def repair_dead_claims(dataset):
 
 def _repair(dataset, token, doc):
     """Undoes what the dead claim ``doc`` was writing."""
-    if doc.get("phase") == "done":  # died after its last write
+    phase = doc.get("phase")
+    if phase == "done" or (
+        phase == "committing" and committed(dataset, doc.get("edits"), token)
+    ):  # died after its last write
         _end_writes(dataset, token, [])
         return (
             f"Released the claim of a finished call on dataset "
@@ -238,6 +248,9 @@ def _repair(dataset, token, doc):
         dataset.delete_run(run_key)
         removed_run = True
     remove_fields(dataset, fields)
+    views = [v for v in doc.get("views") or [] if dataset.has_saved_view(v)]
+    for view_name in views:
+        dataset.delete_saved_view(view_name)
     name = run_key or doc.get("edits")
     return (
         f"Repaired run '{name}' on dataset '{dataset.name}', interrupted "
@@ -251,6 +264,7 @@ def _repair(dataset, token, doc):
             if values
             else ""
         )
+        + (f", and the saved views {', '.join(views)}" if views else "")
     )
 
 

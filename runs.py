@@ -35,6 +35,8 @@ PLUGIN = _manifest()["name"]
 # write in another thread of the same process (the App server) can fail
 _RESULTS_LOCK = threading.RLock()
 KIND = "clustering"
+# Where a run's results keep the claims of the last calls that saved them
+COMMITS, KEEP_COMMITS = "commits", 20
 # What each kind of run is called in messages
 KIND_NAMES = {"clustering": "clustering run", "duplicates": "duplicates run"}
 
@@ -165,12 +167,31 @@ def load_results(samples, run_key, kind=KIND):
     return {} if results is None else dict(results.data)
 
 
-def save_results(samples, run_key, data):
-    """Replaces a run's results with the dict ``data``."""
+def save_results(samples, run_key, data, token=None):
+    """Replaces a run's results with the dict ``data``; ``token``, the
+    claim of the call that saves them, is kept with them (the last
+    :data:`KEEP_COMMITS`), so that a repair can tell that the call's
+    record was saved (:func:`committed`)."""
+    if token:
+        kept = (data.get(COMMITS) or [])[-(KEEP_COMMITS - 1) :]
+        data = dict(data, **{COMMITS: kept + [token]})
     dataset = samples._dataset
     results = dataset.init_run_results(run_key, data=data)
     with _RESULTS_LOCK:
         dataset.save_run_results(run_key, results, overwrite=True, cache=False)
+
+
+def committed(dataset, run_key, token):
+    """Whether run ``run_key``'s results were saved by the call that held
+    claim ``token`` (see :func:`save_results`)."""
+    if not run_key or run_key not in dataset.list_runs():
+        return False
+    with _RESULTS_LOCK:
+        results = dataset.load_run_results(
+            run_key, cache=False, load_view=False
+        )
+    data = {} if results is None else results.data
+    return token in (data.get(COMMITS) or [])
 
 
 def rename(samples, run_key, new_run_key, kind=KIND):
@@ -215,18 +236,19 @@ def get_actions(samples, run_key):
     return dict(load_results(samples, run_key).get("actions") or {})
 
 
-def save_action(samples, run_key, name, record):
+def save_action(samples, run_key, name, record, token=None):
     """Stores the record of action ``name`` (a dict with at least
     ``fields`` and ``saved_views``) with a run, replacing an earlier one:
     its fields are listed with the run's first, so that a crash between the
-    two writes leaves nothing the run would not delete."""
+    two writes leaves nothing the run would not delete. ``token``: the
+    claim of the call (see :func:`save_results`)."""
     config = get_config(samples, run_key)
     fields = list(config.get("fields", []))
     fields += [f for f in record.get("fields", []) if f not in fields]
     update_config(samples, run_key, fields=fields)
     results = load_results(samples, run_key)
     results.setdefault("actions", {})[name] = record
-    save_results(samples, run_key, results)
+    save_results(samples, run_key, results, token)
 
 
 def drop_action(samples, run_key, name):

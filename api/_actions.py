@@ -105,7 +105,7 @@ def store_action(
     views = views or {}
     with claims.claim(samples, None, fields, edits=run_key) as claim:
         check_action(samples, run_key, name, fields, list(views))
-        claim.set_phase("writing")
+        claim.set_phase("writing", views=list(views))
         previous = runs.drop_action(samples, run_key, name)
         if previous:
             remove_fields(dataset, previous.get("fields") or [])
@@ -129,7 +129,8 @@ def store_action(
             for view_name, view in views.items():
                 undo.push(_delete_view, dataset, view_name)
                 dataset.save_view(view_name, view, overwrite=True)
-            runs.save_action(samples, run_key, name, record)
+            claim.set_phase("committing")
+            runs.save_action(samples, run_key, name, record, claim.token)
         claim.set_phase("done")
     return record
 

@@ -267,7 +267,8 @@ def _write(samples, run_key, config, ids, cluster_ids, scores, novel, factor):
             fill_values(dataset, ids, values, types, claim.token, keep=True)
             undo.push(_undo_values, dataset, ids, list(values), fields)
             record = _record(cluster_ids, novel, factor)
-            _save_record(samples, run_key, flag, record)
+            claim.set_phase("committing", values=list(values))
+            _save_record(samples, run_key, flag, record, claim.token)
         claim.set_phase("done")
         drop_temporaries(dataset, claim.token)
     return record
@@ -301,7 +302,7 @@ def _record(cluster_ids, novel, factor):
     )
 
 
-def _save_record(samples, run_key, flag, record):
+def _save_record(samples, run_key, flag, record, token):
     config = runs.get_config(samples, run_key)
     fields = list(config.get("fields", []))
     if flag not in fields:
@@ -315,7 +316,7 @@ def _save_record(samples, run_key, flag, record):
                 size=0, centroid=None, representatives=[], score_mean=None
             )
         clusters[cid]["assigned"] = clusters[cid].get("assigned", 0) + count
-    runs.save_results(samples, run_key, results)
+    runs.save_results(samples, run_key, results, token)
 
 
 def _summary(record, run_key, field):

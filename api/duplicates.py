@@ -322,7 +322,7 @@ def _run(
     if pv is not None:
         results["preview"] = _public_preview(pv, ids, paths)
     with stages("writing") as rep, Rollback() as undo:
-        claim.set_phase("writing")
+        claim.set_phase("writing", views=[not_kept_view_name(dup_key)])
         undo.push(remove_fields, samples._dataset, config["fields"])
         _write(samples, ids, groups, kept, members, config, rep, claim)
         view = _not_kept_view(samples._dataset, dup_key)

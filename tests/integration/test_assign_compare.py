@@ -251,6 +251,7 @@ def test_stability_option(api, dataset_name):
 #   kill_after_merge    once the server-side merge of the values returned
 #   kill_before_record  once the values are in place and declared, before
 #                       the run's record of the call is saved
+#   kill_after_record   once the record is saved, before the claim is done
 ASSIGN_RUNNER = r"""
 import importlib, json, os, signal, sys
 import fiftyone as fo
@@ -274,6 +275,12 @@ if fault == "kill_after_merge":
     data._merge_values = merge_then_die
 elif fault == "kill_before_record":
     assign._save_record = die
+elif fault == "kill_after_record":
+    real_save = assign._save_record
+    def save_then_die(*args):
+        real_save(*args)
+        die()
+    assign._save_record = save_then_die
 out = api.assign_clusters(fo.load_dataset(name), key)
 print("RESULT " + json.dumps({"n": out["n_assigned"]}))
 """
@@ -334,3 +341,49 @@ def test_a_killed_assignment_is_repaired(api, dataset_name, test_env, fault):
     assert out["n_assigned"] == n_new
     info = api.get_clustering_run_info(ds, "k")
     assert len(info["assignments"]) == 1
+
+
+def test_an_assignment_killed_after_its_record_is_kept(
+    api, dataset_name, test_env
+):
+    """Killed once the run's record of the call is saved: the call had
+    finished, so the repair keeps its values and its record."""
+    ds = _digits(dataset_name)
+    ds.persistent = True
+    api.compute_clusters(
+        ds.match_tags("train"),
+        "k",
+        "emb",
+        method="kmeans",
+        kmeans__n_clusters=10,
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            ASSIGN_RUNNER,
+            ds.name,
+            "k",
+            "kill_after_record",
+        ],
+        env=test_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    ds.reload()
+    written = _raw(ds)
+    repaired = api.repair_interrupted_runs(ds)
+    assert len(repaired) == 1 and "finished call" in repaired[0], repaired
+    schema, colls, results, docs = _raw(ds)
+    # the same values, schema and record; the write's temporary
+    # collection dropped
+    assert (schema, results, docs) == (written[0], written[2], written[3])
+    assert colls == [c for c in written[1] if "_tmp_" not in c] != written[1]
+    n_new = len(ds.match_tags("new"))
+    assert len(ds.exists("k_cluster")) == len(ds)
+    info = api.get_clustering_run_info(ds, "k")
+    assert [a["n_assigned"] for a in info["assignments"]] == [n_new]
+    with pytest.raises(api.InputError, match="holds no sample that run"):
+        api.assign_clusters(ds, "k")

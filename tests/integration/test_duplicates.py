@@ -3,7 +3,9 @@ quality on real image files with planted near duplicates, what is written
 and owned, and every bad input refused before anything is written."""
 
 import math
-import shutil
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -276,3 +278,40 @@ def test_bad_subset_sizes_write_nothing(api, dataset_name, n, message):
     if n in (5000, 3):
         assert "nothing was written" in str(e.value)
     assert _state(ds) == before
+
+
+# Runs find_duplicates in a fresh process, killed (SIGKILL) when it
+# registers its run: its fields and its saved view are written
+KILLED_DUPLICATES = r"""
+import importlib, os, signal, sys
+import fiftyone as fo
+import fiftyone.operators as foo
+
+foo.get_operator("@curate/clustering/compute_clusters")
+M = "fiftyone.plugins.orgs.curate.clustering"
+api = importlib.import_module(M + ".api")
+runs = importlib.import_module(M + ".runs")
+runs.register = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+api.find_duplicates(fo.load_dataset(sys.argv[1]), "d", "px")
+"""
+
+
+def test_a_killed_find_duplicates_is_repaired(api, ds, test_env):
+    """The repair removes the dead call's fields and its saved view."""
+    ds.persistent = True  # the other process loads it
+    before = _state(ds)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_DUPLICATES, ds.name],
+        env=test_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    ds.reload()
+    assert "d_group" in ds.get_field_schema()
+    assert ds.has_saved_view("d not kept")
+    repaired = api.repair_interrupted_runs(ds)
+    assert len(repaired) == 1 and "d not kept" in repaired[0], repaired
+    assert _state(ds) == before
+    api.find_duplicates(ds, "d", "px")  # the key is free again

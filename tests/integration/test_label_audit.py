@@ -3,6 +3,9 @@ what they write, that the run owns it, and that every bad input is refused
 with a clear message before anything is written."""
 
 import importlib
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -215,3 +218,58 @@ def test_outliers_are_scored_stored_and_replaced(api, digits):
     ]
     assert record["config"]["method"] == "knn_distance"
     assert record["config"]["params"]["n_neighbors"] == 10
+
+
+# Runs compute_outliers in a fresh process, killed (SIGKILL) either
+# before or after the run's record of the call is saved
+KILLED_ACTION = r"""
+import importlib, os, signal, sys
+import fiftyone as fo
+import fiftyone.operators as foo
+
+foo.get_operator("@curate/clustering/compute_clusters")
+M = "fiftyone.plugins.orgs.curate.clustering"
+api = importlib.import_module(M + ".api")
+runs = importlib.import_module(M + ".runs")
+name, when = sys.argv[1], sys.argv[2]
+real_save = runs.save_action
+
+def save_and_die(*args, **kwargs):
+    if when == "after":
+        real_save(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+runs.save_action = save_and_die
+api.compute_outliers(fo.load_dataset(name), "k")
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_an_action_killed_around_its_record(api, digits, test_env, when):
+    """Killed before the run's record of the call is saved, the repair
+    removes the fields it wrote; killed after, the call had finished and
+    the repair keeps its fields and its record."""
+    ds = digits[0]
+    ds.persistent = True  # the other process loads it
+    before = _state(ds)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_ACTION, ds.name, when],
+        env=test_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    ds.reload()
+    assert "k_outlier" in ds.get_field_schema()  # the dead call wrote it
+    repaired = api.repair_interrupted_runs(ds)
+    assert len(repaired) == 1, repaired
+    info = api.get_clustering_run_info(ds, "k")
+    if when == "before":
+        assert "Repaired run 'k'" in repaired[0], repaired
+        assert _state(ds) == before
+        assert "compute_outliers" not in info.get("actions", {})
+    else:
+        assert "finished call" in repaired[0], repaired
+        assert "compute_outliers" in info["actions"]
+        assert len(ds.exists("k_outlier")) == len(ds)
