@@ -175,7 +175,11 @@ def case_fo(name, threshold):
     )
 
 
-def case_subset(name, order):
+# (order, sub_clusters) of the select_subset cases
+SUBSET_CASES = (("typical", 1), ("spread", 1), ("typical", 3), ("spread", 3))
+
+
+def case_subset(name, order, sub_clusters):
     import fiftyone as fo
 
     api = _api()
@@ -196,10 +200,12 @@ def case_subset(name, order):
         )
         cluster_s = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    out = api.select_subset(ds, "km", 10000, order=order)
+    out = api.select_subset(
+        ds, "km", 10000, order=order, sub_clusters=sub_clusters
+    )
     wall = time.perf_counter() - t
     return dict(
-        case=f"subset-{order}",
+        case=f"subset-{order}-parts-{sub_clusters}",
         n=len(ds),
         wall_s=round(wall, 1),
         peak_mb=round(_vm_hwm_mb()),
@@ -262,8 +268,12 @@ def main():
                 dict(case="fo", name=name, env=env, args=[ours["threshold"]])
             )
         if "subset" in what:
-            for order in ("typical", "spread"):
-                _child(dict(case="subset", name=name, env=env, args=[order]))
+            for order, parts in SUBSET_CASES:
+                _child(
+                    dict(
+                        case="subset", name=name, env=env, args=[order, parts]
+                    )
+                )
     finally:
         fo.delete_dataset(name)
         harness.stop()
