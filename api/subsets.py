@@ -31,7 +31,7 @@ def select_subset(
     skip_outliers=False,
     skip_noise=False,
     seed=51,
-    sub_clusters=1,
+    sub_clusters=3,
     progress=None,
 ):
     """Picks ``n`` samples spread across the clusters of a run.
@@ -54,8 +54,8 @@ def select_subset(
         tag (None): also tag the chosen samples
         order ("spread"): ``"spread"`` (farthest points in the
             embeddings, from the most typical: covers a cluster's variety,
-            minorities included), ``"typical"`` (the run's score; reads no
-            embeddings) or ``"random"``
+            minorities included), ``"typical"`` (the run's score) or
+            ``"random"``
         dup_key (None): a duplicates run whose samples not kept are
             skipped
         skip_outliers (False): skip the top outliers of the run's
@@ -64,11 +64,12 @@ def select_subset(
             noise gets a share like a cluster (rare kinds of samples that
             a density-based method left as noise are then not lost)
         seed (51): seed of the random choices
-        sub_clusters (1): above 1 (e.g. 3), split each cluster that gives
-            some but not all of its samples into this many parts by k-means
-            in the embeddings and share its quota equally among them, so
-            that a minority group inside a cluster is not swamped (reads
-            the embeddings whatever the order)
+        sub_clusters (3): above 1, split each cluster that gives some
+            but not all of its samples into this many parts by k-means in
+            the embeddings and share its quota equally among them, so that
+            a minority group inside a cluster is not swamped (this reads
+            the embeddings whatever the order); 1 gives equal shares per
+            cluster only
         progress (None): an optional ``progress(fraction, stage)``
 
     Returns:

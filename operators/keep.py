@@ -362,7 +362,7 @@ class SelectSubset(HeavyOperator):
         dup_key=None,
         skip_outliers=False,
         skip_noise=False,
-        sub_clusters=1,
+        sub_clusters=3,
         delegate=False,
     ):
         """Picks ``n`` samples spread across a run's clusters (see
@@ -378,8 +378,9 @@ class SelectSubset(HeavyOperator):
                 keep
             skip_outliers (False): skip the run's top outliers
             skip_noise (False): skip noise
-            sub_clusters (1): above 1, share each cluster's quota among
-                this many k-means parts of it
+            sub_clusters (3): above 1, share each cluster's quota among
+                this many k-means parts of it; 1: equal shares per cluster
+                only
             delegate (False): whether to queue it for a worker
 
         Returns:
@@ -405,13 +406,13 @@ def _add_order_inputs(inputs):
     )
     inputs.int(
         "sub_clusters",
-        default=1,
+        default=3,
         min=1,
         label="Parts per cluster",
         description=(
-            "Above 1 (e.g. 3): each cluster's share is shared again "
-            "equally among this many k-means parts of the cluster, so "
-            "a minority inside a cluster is not swamped"
+            "Each cluster's share is shared again equally among this "
+            "many k-means parts of the cluster, so a minority inside a "
+            "cluster is not swamped; 1: equal shares per cluster only"
         ),
     )
 
