@@ -1,7 +1,6 @@
 """Clusters that keep up with the dataset, through the API on a real
 database: assigning new samples, comparing runs, stability."""
 
-import json
 import signal
 import subprocess
 import sys

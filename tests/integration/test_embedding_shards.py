@@ -156,9 +156,7 @@ def test_shards_run_by_the_executor(api, dataset_name, tmp_path):
     assert len(results) == 3
     for op_id in queued.result["operations"]:
         doc = service.get(ObjectId(op_id))
-        assert doc.run_state == ExecutionRunState.COMPLETED, (
-            doc.result.error
-        )
+        assert doc.run_state == ExecutionRunState.COMPLETED, doc.result.error
         assert doc.status.progress == 1.0
     status = api.embedding_shards_status(dataset, "px")
     assert status["complete"], status

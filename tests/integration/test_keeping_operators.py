@@ -2,67 +2,16 @@
 them, and the stability option in compute_clusters' form."""
 
 import asyncio
-import json
 
 import numpy as np
 import pytest
 
 import fiftyone as fo
 import fiftyone.operators as foo
-from fiftyone.operators.executor import (
-    execute_or_delegate_operator,
-    resolve_type,
-)
+from fiftyone.operators.executor import resolve_type
 from fiftyone.operators.registry import OperatorRegistry
 
-PLUGIN = "@curate/clustering"
-
-
-def uri(name):
-    return f"{PLUGIN}/{name}"
-
-
-def app_request(ds, params):
-    return dict(
-        dataset_name=ds.name,
-        view=[],
-        params=dict(params),
-        filters={},
-        extended=None,
-        extended_selection=None,
-        selected=[],
-        selected_samples=[],
-        sample_selection_style={},
-        selected_labels=[],
-        current_sample=None,
-        view_name=None,
-        active_fields=[],
-    )
-
-
-def form(name, request):
-    prop = asyncio.run(
-        resolve_type(
-            OperatorRegistry(), uri(name), dict(request, target="inputs")
-        )
-    )
-    return prop.to_json()["type"]["properties"]
-
-
-def run_in_app(name, request):
-    execution = asyncio.run(execute_or_delegate_operator(uri(name), request))
-    assert execution.error is None, execution.error
-    return [json.loads(m.to_json_line()) for m in execution.result]
-
-
-def shown(messages):
-    (out,) = [
-        m["body"]["params"]
-        for m in messages
-        if m["cls"] == "InvocationRequest"
-        and m["body"]["operator_uri"] == "show_output"
-    ]
-    return out["outputs"]["type"]["properties"]["report"]["default"]
+from app_requests import app_request, form, run_in_app, shown, uri
 
 
 @pytest.fixture

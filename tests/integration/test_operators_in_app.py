@@ -1,15 +1,11 @@
 """The operators as the App runs them (issue 17: a new user's first hour;
 issue 18: keys never travel as parameters).
 
-Requests are made as the App's server receives them: the same request
-keys the App sends (sidebar filters, extended selection, selection style),
-through FiftyOne's own entry points (``resolve_type`` for forms and
-results, ``execute_or_delegate_operator`` for runs, whose generator the
-App's ``/operators/execute/generator`` route streams).
+Requests are made as the App's server receives them (see
+``tests/app_requests.py``).
 """
 
 import asyncio
-import json
 import re
 
 import numpy as np
@@ -22,83 +18,22 @@ import fiftyone.operators as foo
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import (
     ExecutionError,
-    execute_or_delegate_operator,
     resolve_execution_options,
     resolve_type,
 )
 from fiftyone.operators.registry import OperatorRegistry
 
 import llm_server  # noqa: E402 (made importable by tests/conftest.py)
+from app_requests import (
+    app_request,
+    form,
+    run_in_app,
+    shown,
+    triggers,
+    uri,
+)
 
-PLUGIN = "@curate/clustering"
 KEY = "sk-test-key-0a1b2c3d4e"
-
-
-def uri(name):
-    return f"{PLUGIN}/{name}"
-
-
-# --------------------------------------------------------------------------
-# Requests as the App makes them
-# --------------------------------------------------------------------------
-
-
-def app_request(ds, params, view=None, **extra):
-    """The request the App sends for an operator (see ``RD``/``ZD`` in the
-    App's operator client): its context keys, whatever the form holds."""
-    stages = view._serialize() if view is not None else []
-    request = dict(
-        dataset_name=ds.name,
-        view=stages,
-        params=dict(params),
-        filters={},
-        extended=None,
-        extended_selection=None,
-        selected=[],
-        selected_samples=[],
-        sample_selection_style={},
-        selected_labels=[],
-        current_sample=None,
-        view_name=None,
-        active_fields=[],
-    )
-    request.update(extra)
-    return request
-
-
-def form(name, request):
-    """The form's properties, as JSON, as the App resolves them."""
-    prop = asyncio.run(
-        resolve_type(
-            OperatorRegistry(), uri(name), dict(request, target="inputs")
-        )
-    )
-    return prop.to_json()["type"]["properties"]
-
-
-def shown(messages):
-    """The result the App shows when the run ends, in the dialog where the
-    progress was (``show_output``): its Markdown report."""
-    (shown,) = triggers(messages, "show_output")
-    return shown["outputs"]["type"]["properties"]["report"]["default"]
-
-
-def run_in_app(name, request):
-    """Runs an operator as the App's generator route does; returns the
-    JSON messages the App receives."""
-    execution = asyncio.run(execute_or_delegate_operator(uri(name), request))
-    assert execution.error is None, execution.error
-    assert execution.is_generator, "an immediate App run must stream"
-    return [json.loads(m.to_json_line()) for m in execution.result]
-
-
-def triggers(messages, operator):
-    return [
-        m["body"]["params"]
-        for m in messages
-        if m["cls"] == "InvocationRequest"
-        and m["body"]["operator_uri"] == operator
-    ]
 
 
 def result_of(messages):

@@ -4,37 +4,14 @@ the Assigned column and the assigned and novel samples in the grid, and
 the comparison with another run (ARI, AMI, verdicts, the flows as a
 map and a table) whose clicks show the samples that moved.
 
-Driven with ``test_panel.py``'s stand-in for the App."""
-
-import importlib.util
-import os
-import sys
+Driven with the stand-in for the App in ``tests/panel_app.py``."""
 
 import numpy as np
 import pytest
 
 from fiftyone import ViewField as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _panel_tests():
-    """tests/integration/test_panel.py under a name of its own (its App
-    helper and data, shared rather than copied)."""
-    name = "curate_panel_test_helpers"
-    if name not in sys.modules:
-        path = os.path.join(HERE, "test_panel.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_helpers = _panel_tests()
-App = _helpers.App
-blobs = _helpers.blobs
-make_dataset = _helpers.make_dataset
+from panel_app import App, blobs, make_dataset
 
 
 def _labels(app, table="clusters_table"):

@@ -4,40 +4,16 @@ the selected cluster or all), the nearest-neighbour similarity histogram
 with the run's threshold, counts and example pairs, and Find duplicates /
 Select N opening their forms with the run preset.
 
-Driven with ``test_panel.py``'s stand-in for the App."""
-
-import importlib.util
-import os
-import sys
+Driven with the stand-in for the App in ``tests/panel_app.py``."""
 
 import numpy as np
 import pytest
 
 from fiftyone import ViewField as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from panel_app import App, URI, blobs, by_size, make_dataset
+
 PLUGIN = "@curate/clustering"
-
-
-def _panel_tests():
-    """tests/integration/test_panel.py under a name of its own (its App
-    helper and data, shared rather than copied)."""
-    name = "curate_panel_test_helpers"
-    if name not in sys.modules:
-        path = os.path.join(HERE, "test_panel.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_helpers = _panel_tests()
-App = _helpers.App
-URI = _helpers.URI
-blobs = _helpers.blobs
-by_size = _helpers.by_size
-make_dataset = _helpers.make_dataset
 
 
 @pytest.fixture
