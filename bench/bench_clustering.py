@@ -25,7 +25,9 @@ import time
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+
+REPO = benchlib.REPO
 
 CASES = {
     "kmeans-100k": (100_000, dict(method="kmeans", kmeans__n_clusters=50)),
@@ -58,7 +60,6 @@ def populate(name, n):
     inserting the documents in bulk."""
     from datetime import datetime
 
-    import numpy as np
     from bson import Binary, ObjectId
 
     import fiftyone as fo
@@ -93,21 +94,10 @@ def populate(name, n):
     return ds
 
 
-def _vm_hwm_mb():
-    """Peak resident memory of this process (VmHWM), in MB. Unlike
-    ``ru_maxrss``, it is not inherited from the parent across exec."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def run_case(name, params):
     """Runs one case in this process; prints a JSON line of results."""
     import importlib
 
-    import numpy as np
     from sklearn.metrics import adjusted_rand_score
 
     import fiftyone as fo
@@ -118,7 +108,7 @@ def run_case(name, params):
         "fiftyone.plugins.orgs.curate.clustering.api"
     )
     ds = fo.load_dataset(name)
-    base = _vm_hwm_mb()
+    base = benchlib.vm_hwm_mb()
     t = time.perf_counter()
     if params is None:
         out = api.compute_projection(ds, "bench_umap", embeddings_field="emb")
@@ -128,7 +118,7 @@ def run_case(name, params):
             + json.dumps(
                 dict(
                     wall_s=round(wall, 1),
-                    peak_mb=round(_vm_hwm_mb()),
+                    peak_mb=round(benchlib.vm_hwm_mb()),
                     rss_before_mb=round(base),
                     ari=None,
                     n_clusters=None,
@@ -140,7 +130,7 @@ def run_case(name, params):
         return
     out = api.compute_clusters(ds, "bench", "emb", **params)
     wall = time.perf_counter() - t
-    peak = _vm_hwm_mb()
+    peak = benchlib.vm_hwm_mb()
     truth, labels = ds.values(["truth", "bench_cluster"])
     print(
         "RESULT "

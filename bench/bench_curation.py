@@ -31,17 +31,10 @@ import time
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+
+REPO = benchlib.REPO
 PLUGIN_API = "fiftyone.plugins.orgs.curate.clustering.api"
-
-
-def _clustering_bench():
-    spec = importlib.util.spec_from_file_location(
-        "_bench_clustering", os.path.join(REPO, "bench", "bench_clustering.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def prepare(name, n):
@@ -51,7 +44,7 @@ def prepare(name, n):
     import fiftyone as fo
     import fiftyone.operators as foo
 
-    ds = _clustering_bench().populate(name, n)
+    ds = benchlib.sibling("bench_clustering").populate(name, n)
     truth = np.array(ds.values("truth"))
     rng = np.random.default_rng(51)
     flip = rng.random(n) < 0.05
@@ -93,34 +86,6 @@ def prepared(name, n):
     return np.array([f"c{t}" != v for t, v in zip(truth, label)])
 
 
-def _vm_hwm_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class _Stages:
-    """Times between the progress labels of a call."""
-
-    def __init__(self):
-        self.marks = [("reading", time.perf_counter())]
-
-    def __call__(self, fraction, label=None):
-        label = (label or "").split(":")[0].strip()
-        if label and (not self.marks or self.marks[-1][0] != label):
-            self.marks.append((label, time.perf_counter()))
-
-    def timings(self, end):
-        out = {}
-        for (label, t), nxt in zip(
-            self.marks, self.marks[1:] + [("end", end)]
-        ):
-            out[label] = round(out.get(label, 0) + nxt[1] - t, 2)
-        return out
-
-
 def run_case(name, what):
     """One timed call in this process; prints a JSON line."""
     import fiftyone as fo
@@ -129,8 +94,8 @@ def run_case(name, what):
     foo.get_operator("@curate/clustering/compute_clusters")
     api = importlib.import_module(PLUGIN_API)
     ds = fo.load_dataset(name)
-    base = _vm_hwm_mb()
-    stages = _Stages()
+    base = benchlib.vm_hwm_mb()
+    stages = benchlib.Stages()
     t = time.perf_counter()
     if what == "audit":
         out = api.audit_labels(ds, "b", "label", progress=stages)
@@ -149,7 +114,7 @@ def run_case(name, what):
         + json.dumps(
             dict(
                 wall_s=round(end - t, 1),
-                peak_mb=round(_vm_hwm_mb()),
+                peak_mb=round(benchlib.vm_hwm_mb()),
                 rss_before_mb=round(base),
                 stages=stages.timings(end),
                 **extra,

@@ -10,10 +10,6 @@ Usage::
     python bench/bench_curation_quality.py
 """
 
-import importlib.util
-import os
-import sys
-
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
@@ -22,27 +18,14 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.preprocessing import StandardScaler, normalize
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+
 SEEDS = (51, 52, 53)
 
 
-def _core():
-    spec = importlib.util.spec_from_file_location(
-        "_core",
-        os.path.join(REPO, "core", "__init__.py"),
-        submodule_search_locations=[os.path.join(REPO, "core")],
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_core"] = module
-    spec.loader.exec_module(module)
-    return (
-        importlib.import_module("_core.neighbors"),
-        importlib.import_module("_core.label_audit"),
-        importlib.import_module("_core.outliers"),
-    )
-
-
-neighbors, label_audit, outliers = _core()
+neighbors, label_audit, outliers = benchlib.core(
+    "neighbors", "label_audit", "outliers"
+)
 
 
 def space(Z):

@@ -18,22 +18,13 @@ every path and finds nothing to hash.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+import benchlib
 
 
 def planted(n, d=512, seed=0):
@@ -41,9 +32,7 @@ def planted(n, d=512, seed=0):
     ``(X, pairs)``."""
     import numpy as np
 
-    bench = _load(
-        "bench_clustering", os.path.join(REPO, "bench", "bench_clustering.py")
-    )
+    bench = benchlib.sibling("bench_clustering")
     X, _ = bench.mixture(n, d, seed=seed)
     rng = np.random.default_rng(seed + 1)
     m = n // 50
@@ -90,23 +79,6 @@ def populate(name, n):
     return ds
 
 
-def _vm_hwm_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _api():
-    import fiftyone.operators as foo
-
-    foo.get_operator("@curate/clustering/find_duplicates")
-    return importlib.import_module(
-        "fiftyone.plugins.orgs.curate.clustering.api"
-    )
-
-
 def _group_of_row(ds, field):
     import numpy as np
 
@@ -122,12 +94,12 @@ def case_dup(name, threshold=None):
 
     import fiftyone as fo
 
-    api = _api()
+    api = benchlib.plugin_api("find_duplicates")
     ds = fo.load_dataset(name)
     t = time.perf_counter()
     out = api.find_duplicates(ds, "bench", "emb", threshold=threshold)
     wall = time.perf_counter() - t
-    peak = _vm_hwm_mb()
+    peak = benchlib.vm_hwm_mb()
     g = _group_of_row(ds, "bench_group")
     pairs = np.load(f"/tmp/{name}_pairs.npy")
     recall = float(
@@ -167,7 +139,7 @@ def case_fo(name, threshold):
         case="fiftyone",
         n=len(ds),
         wall_s=round(wall, 1),
-        peak_mb=round(_vm_hwm_mb()),
+        peak_mb=round(benchlib.vm_hwm_mb()),
         fo_pairs=len(fo_pairs),
         fo_duplicates=len(index.duplicate_ids),
         share_of_fo_pairs_we_group=round(same / max(1, len(fo_pairs)), 4),
@@ -182,7 +154,7 @@ SUBSET_CASES = (("typical", 1), ("spread", 1), ("typical", 3), ("spread", 3))
 def case_subset(name, order, sub_clusters):
     import fiftyone as fo
 
-    api = _api()
+    api = benchlib.plugin_api("find_duplicates")
     ds = fo.load_dataset(name)
     cluster_s = None
     if "km" not in api.list_clustering_runs(ds):
@@ -208,7 +180,7 @@ def case_subset(name, order, sub_clusters):
         case=f"subset-{order}-parts-{sub_clusters}",
         n=len(ds),
         wall_s=round(wall, 1),
-        peak_mb=round(_vm_hwm_mb()),
+        peak_mb=round(benchlib.vm_hwm_mb()),
         clusters=len(out["clusters"]),
         clustering_s=cluster_s,
         load=os.getloadavg(),
@@ -240,7 +212,7 @@ def main():
     parser.add_argument("n", nargs="?", type=int)
     parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    harness = _load("harness", os.path.join(REPO, "tests", "harness.py"))
+    harness = benchlib.harness()
 
     if args.run:
         a = json.loads(args.run)

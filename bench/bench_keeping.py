@@ -42,7 +42,9 @@ import time
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+
+REPO = benchlib.REPO
 PLUGIN = "fiftyone.plugins.orgs.curate.clustering"
 
 KMEANS = dict(method="kmeans", kmeans__n_clusters=50)
@@ -54,60 +56,14 @@ CASES = {
 }
 
 
-def _module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _clustering_bench():
-    path = os.path.join(REPO, "bench", "bench_clustering.py")
-    return _module("_bench_clustering", path)
-
-
-def _api():
-    import fiftyone.operators as foo
-
-    foo.get_operator("@curate/clustering/compute_clusters")  # loads it
-    return importlib.import_module(PLUGIN + ".api")
-
-
-def _vm_hwm_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class _Stages:
-    """Times between the progress labels of a call."""
-
-    def __init__(self):
-        self.marks = [("reading", time.perf_counter())]
-
-    def __call__(self, fraction, label=None):
-        label = (label or "").split(":")[0].strip()
-        if label and self.marks[-1][0] != label:
-            self.marks.append((label, time.perf_counter()))
-
-    def timings(self, end):
-        out = {}
-        ends = self.marks[1:] + [("end", end)]
-        for (label, t), nxt in zip(self.marks, ends):
-            out[label] = round(out.get(label, 0) + nxt[1] - t, 2)
-        return out
-
-
 def run_case(name, what):
     """One timed call in this process; prints a JSON line."""
     import fiftyone as fo
 
-    api = _api()
+    api = benchlib.plugin_api()
     ds = fo.load_dataset(name)
-    base = _vm_hwm_mb()
-    stages = _Stages()
+    base = benchlib.vm_hwm_mb()
+    stages = benchlib.Stages()
     t = time.perf_counter()
     if what == "compare":
         out = api.compare_clustering_runs(ds, "fit", "other", stages)
@@ -122,7 +78,7 @@ def run_case(name, what):
     end = time.perf_counter()
     result = dict(
         wall_s=round(end - t, 1),
-        peak_mb=round(_vm_hwm_mb()),
+        peak_mb=round(benchlib.vm_hwm_mb()),
         rss_before_mb=round(base),
         stages=stages.timings(end),
         **extra,
@@ -151,8 +107,8 @@ def speed_case(case):
     n_fit, n_new, params = CASES[case]
     name = f"curate-bench-keeping-{case}"
     t = time.perf_counter()
-    ds = _clustering_bench().populate(name, n_fit + n_new)
-    api = _api()
+    ds = benchlib.sibling("bench_clustering").populate(name, n_fit + n_new)
+    api = benchlib.plugin_api()
     api.compute_clusters(ds.limit(n_fit), "fit", "emb", **params)
     print(f"{case}: prepared in {time.perf_counter() - t:.0f} s", flush=True)
     rows = [(case, _timed(name, "assign"))]
@@ -223,7 +179,7 @@ def digits_case():
     import fiftyone as fo
     from fiftyone import ViewField as F
 
-    api = _api()
+    api = benchlib.plugin_api()
     core = importlib.import_module(PLUGIN + ".core.assign")
     runs = importlib.import_module(PLUGIN + ".runs")
     name = "curate-bench-keeping-digits"

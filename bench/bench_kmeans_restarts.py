@@ -10,38 +10,12 @@ normalised 512-d vectors of a 50-component Gaussian mixture.
 """
 
 import argparse
-import importlib
-import importlib.util
-import os
-import sys
 import time
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_mixture():
-    """The clustering benchmark's data generator."""
-    spec = importlib.util.spec_from_file_location(
-        "_bench_clustering",
-        os.path.join(REPO, "bench", "bench_clustering.py"),
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.mixture
-
-
-def load_methods():
-    spec = importlib.util.spec_from_file_location(
-        "_core",
-        os.path.join(REPO, "core", "__init__.py"),
-        submodule_search_locations=[os.path.join(REPO, "core")],
-    )
-    sys.modules["_core"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sys.modules["_core"])
-    return importlib.import_module("_core.methods")
+import benchlib
 
 
 def main():
@@ -49,9 +23,9 @@ def main():
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--seeds", default="51,52,53")
     args = parser.parse_args()
-    methods = load_methods()
+    methods = benchlib.core("methods")
     default = methods.METHODS.resolve("kmeans", {})["n_init"]
-    X, y = load_mixture()(args.n)
+    X, y = benchlib.sibling("bench_clustering").mixture(args.n)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     print(f"| seed | n_init=1 ARI | s | n_init={default} ARI | s |")
     print("|---|---|---|---|---|")

@@ -14,26 +14,13 @@ Usage::
 """
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_core(root, name):
-    """``root/core`` imported as the package ``name``."""
-    path = os.path.join(root, "core", "__init__.py")
-    spec = importlib.util.spec_from_file_location(
-        name, path, submodule_search_locations=[os.path.dirname(path)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return importlib.import_module(f"{name}.embedders")
+import benchlib
 
 
 def main():
@@ -46,12 +33,7 @@ def main():
     import open_clip
     import torch
 
-    spec = importlib.util.spec_from_file_location(
-        "_bench_embeddings", os.path.join(REPO, "bench", "bench_embeddings.py")
-    )
-    bench_embeddings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_embeddings)
-    make_images = bench_embeddings.make_images
+    make_images = benchlib.sibling("bench_embeddings").make_images
 
     tmp = tempfile.mkdtemp(prefix="bench-loop-ab-")
     folder = os.path.join(tmp, "images")
@@ -64,8 +46,8 @@ def main():
         checkpoint,
     )
     versions = {
-        "old": load_core(args.old, "core_old"),
-        "new": load_core(REPO, "core_new"),
+        "old": benchlib.core("embedders", root=args.old, package="core_old"),
+        "new": benchlib.core("embedders", package="core_new"),
     }
     embedders = {
         k: e.EMBEDDERS.get("open_clip")(pretrained=checkpoint).load("cpu")

@@ -34,7 +34,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -43,7 +42,9 @@ import numpy as np
 
 logger = logging.getLogger("bench_projection")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+
+REPO = benchlib.REPO
 PLUGIN_MODULE = "fiftyone.plugins.orgs.curate.clustering"
 
 
@@ -142,21 +143,6 @@ def load_api():
     return importlib.import_module(PLUGIN_MODULE + ".api")
 
 
-def load_core():
-    """The plugin's ``core`` package, imported from this checkout."""
-    name = "curate_clustering_core"
-    path = os.path.join(REPO, "core")
-    spec = importlib.util.spec_from_file_location(
-        name,
-        os.path.join(path, "__init__.py"),
-        submodule_search_locations=[path],
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return importlib.import_module(name + ".projection")
-
-
 # --- the two modes -----------------------------------------------------------
 
 
@@ -223,7 +209,7 @@ def run_db(args, X, y):
 
 
 def run_core(args, X, y):
-    core = load_core()
+    core = benchlib.core("projection")
     rows = []
     Xw, _ = mixture(5000, X.shape[1], 10, args.sep, seed=1)
     t = time.perf_counter()

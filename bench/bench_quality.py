@@ -21,32 +21,13 @@ Usage::
 import argparse
 import importlib
 import importlib.util
-import os
-import sys
 
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_core():
-    """This repository's ``core`` package (no fiftyone import), under a
-    private name."""
-    path = os.path.join(REPO, "core", "__init__.py")
-    spec = importlib.util.spec_from_file_location(
-        "_curate_core",
-        path,
-        submodule_search_locations=[os.path.dirname(path)],
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_curate_core"] = module
-    spec.loader.exec_module(module)
-    methods = importlib.import_module("_curate_core.methods")
-    reduce = importlib.import_module("_curate_core.reduce")
-    return methods, reduce
+import benchlib
 
 
 def auto_kmeans(methods, Z):
@@ -61,7 +42,7 @@ def main():
     parser.add_argument("--seeds", default="51,0,1")
     parser.add_argument("--diagnose", action="store_true")
     args = parser.parse_args()
-    methods, reduce = load_core()
+    methods, reduce = benchlib.core("methods", "reduce")
     digits = load_digits()
     X = StandardScaler().fit_transform(digits.data).astype(np.float32)
     y = digits.target

@@ -27,25 +27,17 @@ touched.
 """
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+
 PLUGIN_MODULE = "fiftyone.plugins.orgs.curate.clustering"
 BATCH = 64
 DIM = 512
-
-
-def _harness():
-    path = os.path.join(REPO, "tests", "harness.py")
-    spec = importlib.util.spec_from_file_location("harness", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def register_stand_in():
@@ -209,7 +201,7 @@ def main():
     if args.worker:
         return worker(*args.worker)
 
-    harness = _harness()
+    harness = benchlib.harness()
     harness.start()
     try:
         return run(args, harness)

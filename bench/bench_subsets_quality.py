@@ -17,34 +17,17 @@ Usage::
     python bench/bench_subsets_quality.py
 """
 
-import importlib
-import importlib.util
-import os
-import sys
-
 import numpy as np
 from sklearn.datasets import load_digits
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+
 SELECTION_SEEDS = (51, 52, 53, 54, 55)
 
 
-def _core():
-    spec = importlib.util.spec_from_file_location(
-        "_core",
-        os.path.join(REPO, "core", "__init__.py"),
-        submodule_search_locations=[os.path.join(REPO, "core")],
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_core"] = module
-    spec.loader.exec_module(module)
-    return [
-        importlib.import_module(f"_core.{m}")
-        for m in ("reduce", "methods", "summary", "subsets")
-    ]
-
-
-reduce_, methods, summary, subsets = _core()
+reduce_, methods, summary, subsets = benchlib.core(
+    "reduce", "methods", "summary", "subsets"
+)
 
 
 def imbalanced(seed):

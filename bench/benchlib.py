@@ -1,0 +1,90 @@
+"""What the benchmarks share: this checkout's paths, loading its modules
+by path (the ``core`` package under a private name, a sibling benchmark,
+the test harness), the plugin's API as FiftyOne loads it, and the peak
+memory and stage times of a call.
+
+The benchmarks run as scripts (``python bench/<name>.py``), so this folder
+is first on ``sys.path`` and ``import benchlib`` finds this module."""
+
+import importlib
+import importlib.util
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN_MODULE = "fiftyone.plugins.orgs.curate.clustering"
+
+
+def load(name, path):
+    """The Python file ``path`` imported as the module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def core(*modules, root=REPO, package="_curate_core"):
+    """Modules of ``root``'s ``core`` package (no fiftyone import), the
+    package imported under the private name ``package``; one module, or a
+    list of them."""
+    if package not in sys.modules:
+        path = os.path.join(root, "core", "__init__.py")
+        spec = importlib.util.spec_from_file_location(
+            package, path, submodule_search_locations=[os.path.dirname(path)]
+        )
+        sys.modules[package] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[package])
+    out = [importlib.import_module(f"{package}.{m}") for m in modules]
+    return out[0] if len(out) == 1 else out
+
+
+def sibling(name):
+    """The benchmark ``bench/<name>.py`` as a module."""
+    return load(f"_{name}", os.path.join(REPO, "bench", name + ".py"))
+
+
+def harness():
+    """``tests/harness.py``: a private mongod for a benchmark's database."""
+    return load("harness", os.path.join(REPO, "tests", "harness.py"))
+
+
+def plugin_api(operator="compute_clusters"):
+    """The plugin's ``api`` package as FiftyOne loads the plugin (getting
+    one of its operators loads it)."""
+    import fiftyone.operators as foo
+
+    foo.get_operator(f"@curate/clustering/{operator}")
+    return importlib.import_module(PLUGIN_MODULE + ".api")
+
+
+def vm_hwm_mb():
+    """Peak resident memory of this process (VmHWM), in MB. Unlike
+    ``ru_maxrss``, it is not inherited from the parent across exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Stages:
+    """Times between the progress labels of a call: pass it as the call's
+    ``progress``."""
+
+    def __init__(self):
+        self.marks = [("reading", time.perf_counter())]
+
+    def __call__(self, fraction, label=None):
+        label = (label or "").split(":")[0].strip()
+        if label and self.marks[-1][0] != label:
+            self.marks.append((label, time.perf_counter()))
+
+    def timings(self, end):
+        """Seconds per label, the last one up to ``end``."""
+        out = {}
+        ends = self.marks[1:] + [("end", end)]
+        for (label, t), nxt in zip(self.marks, ends):
+            out[label] = round(out.get(label, 0) + nxt[1] - t, 2)
+        return out
