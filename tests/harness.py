@@ -132,3 +132,20 @@ def stop():
     except subprocess.TimeoutExpired:
         proc.kill()
     shutil.rmtree(_STATE.pop("tmp"), ignore_errors=True)
+
+
+def run_script(script, *args, env, expect=0, timeout=300):
+    """Runs the Python source ``script`` with ``args`` in a fresh process
+    (``env``: :data:`TEST_ENV` over the caller's environment); fails the
+    test, with the process's stderr, unless it exits with ``expect``
+    (``-signal.SIGKILL`` for a process that kills itself at a chosen
+    moment). Returns the completed process."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == expect, proc.stderr[-3000:]
+    return proc

@@ -2,8 +2,6 @@
 database: assigning new samples, comparing runs, stability."""
 
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,8 @@ from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 
 import fiftyone as fo
+
+import harness
 
 
 def _digits(name, seed=0):
@@ -320,14 +320,14 @@ def test_a_killed_assignment_is_repaired(api, dataset_name, test_env, fault):
         kmeans__n_clusters=10,
     )
     before = _raw(ds)
-    proc = subprocess.run(
-        [sys.executable, "-c", ASSIGN_RUNNER, ds.name, "k", fault],
+    harness.run_script(
+        ASSIGN_RUNNER,
+        ds.name,
+        "k",
+        fault,
         env=test_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        expect=-signal.SIGKILL,
     )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     ds.reload()
     n_new = len(ds.match_tags("new"))
     # the dead call wrote its values
@@ -356,21 +356,14 @@ def test_an_assignment_killed_after_its_record_is_kept(
         method="kmeans",
         kmeans__n_clusters=10,
     )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            ASSIGN_RUNNER,
-            ds.name,
-            "k",
-            "kill_after_record",
-        ],
+    harness.run_script(
+        ASSIGN_RUNNER,
+        ds.name,
+        "k",
+        "kill_after_record",
         env=test_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        expect=-signal.SIGKILL,
     )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     ds.reload()
     written = _raw(ds)
     repaired = api.repair_interrupted_runs(ds)

@@ -4,8 +4,6 @@ with a clear message before anything is written."""
 
 import importlib
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -252,14 +250,9 @@ def test_an_action_killed_around_its_record(api, digits, test_env, when):
     ds = digits[0]
     ds.persistent = True  # the other process loads it
     before = _state(ds)
-    proc = subprocess.run(
-        [sys.executable, "-c", KILLED_ACTION, ds.name, when],
-        env=test_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    harness.run_script(
+        KILLED_ACTION, ds.name, when, env=test_env, expect=-signal.SIGKILL
     )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     ds.reload()
     assert "k_outlier" in ds.get_field_schema()  # the dead call wrote it
     repaired = api.repair_interrupted_runs(ds)
