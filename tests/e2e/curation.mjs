@@ -28,6 +28,7 @@ import {
   shot,
   stepper,
   TIMEOUT,
+  typeInto,
   waitForCount,
 } from "./lib.mjs";
 
@@ -109,6 +110,16 @@ async function waitForHeader(page, panel, header) {
   return table(panel);
 }
 
+// The table and the panel's buttons once the table shows the column
+// `header`, the whole grid drawn
+async function columnShown(page, panel, header, shotName) {
+  const shown = await waitForHeader(page, panel, header);
+  await panel.locator("table").first().scrollIntoViewIfNeeded();
+  await settled(page);
+  await shot(page, shotName);
+  return { ...shown, buttons: await buttons(panel) };
+}
+
 // The value a form's dropdown shows, after its label
 async function dropdownValue(dialog, label) {
   return clean(
@@ -181,13 +192,9 @@ async function main(page, panel) {
       "curation_audit_result.png"
     )
   );
-  await step(page, "audited", async () => {
-    const shown = await waitForHeader(page, panel, "Purity");
-    await panel.locator("table").first().scrollIntoViewIfNeeded();
-    await settled(page);
-    await shot(page, "curation_audited.png");
-    return { ...shown, buttons: await buttons(panel) };
-  });
+  await step(page, "audited", () =>
+    columnShown(page, panel, "Purity", "curation_audited.png")
+  );
 
   // "Outliers": the top few
   await step(page, "outliers_form", async () => {
@@ -196,11 +203,7 @@ async function main(page, panel) {
     await dialog.getByText("Top samples", { exact: true }).waitFor();
     await page.waitForTimeout(1500);
     const top = inputAfter(dialog, "How many of the most unusual");
-    await top.click();
-    await top.fill("");
-    await top.type(String(config.top), { delay: 20 });
-    await top.press("Tab");
-    await page.waitForTimeout(1500); // the form resolves again
+    await typeInto(page, top, config.top);
     const out = {
       run: await dropdownValue(dialog, "Clustering run"),
       top: await top.inputValue(),
@@ -217,13 +220,9 @@ async function main(page, panel) {
       "curation_outliers_result.png"
     )
   );
-  await step(page, "scored", async () => {
-    const shown = await waitForHeader(page, panel, "Outliers");
-    await panel.locator("table").first().scrollIntoViewIfNeeded();
-    await settled(page);
-    await shot(page, "curation_columns.png");
-    return { ...shown, buttons: await buttons(panel) };
-  });
+  await step(page, "scored", () =>
+    columnShown(page, panel, "Outliers", "curation_columns.png")
+  );
 
   // The first cluster with suspects: its row, then its suspects
   await step(page, "select", async () => {

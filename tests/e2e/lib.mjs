@@ -116,6 +116,15 @@ export function inputAfter(scope, description) {
     .first();
 }
 
+// Types `value` into a form's input as a user would, then leaves it
+export async function typeInto(page, input, value) {
+  await input.click();
+  await input.fill("");
+  await input.type(String(value), { delay: 20 });
+  await input.press("Tab");
+  await page.waitForTimeout(1500); // the form resolves again
+}
+
 // The cells of table rows (`tr` elements), as text
 export async function cells(rows) {
   return rows.evaluateAll((trs) =>

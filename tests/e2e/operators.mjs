@@ -21,17 +21,10 @@ import {
   run,
   shot,
   TIMEOUT,
+  typeInto,
 } from "./lib.mjs";
 
 const report = {};
-
-async function typeInto(page, input, value) {
-  await input.click();
-  await input.fill("");
-  await input.type(String(value), { delay: 20 });
-  await input.press("Tab");
-  await page.waitForTimeout(1500); // the form resolves again
-}
 
 async function openForm(page, label) {
   await page.locator('[data-cy="action-browse-operations"]').first().click();
