@@ -11,93 +11,28 @@
 // Usage: node compare.mjs '<json config>'
 //   config: {url, playwrightDir, chromium, outDir, total, otherRun}
 
-import fs from "fs";
-import { createRequire } from "module";
-import path from "path";
+import {
+  clean,
+  config,
+  openApp,
+  openExplorer,
+  run,
+  shot,
+  stepper,
+  tableAfter,
+  tableContent,
+  TIMEOUT,
+  waitForCount,
+} from "./lib.mjs";
 
-const config = JSON.parse(process.argv[2]);
-const require = createRequire(path.join(config.playwrightDir, "noop.js"));
-const { chromium } = require("playwright-core");
-
-const TIMEOUT = 30000;
 const WAIT = 15000;
-const REPORT = path.join(config.outDir, "report.json");
 const report = { steps: {}, errors: {} };
+const step = stepper(report, { failedPrefix: "compare_failed_" });
 
-function log(message) {
-  process.stderr.write(`[e2e] ${message}\n`);
-}
-
-function clean(text) {
-  return (text || "").replace(/[\s\u200b]+/g, " ").trim();
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: path.join(config.outDir, name) });
-}
-
-// Runs one step; an error is recorded under its name and the run goes on
-async function step(page, name, fn) {
-  try {
-    report.steps[name] = await fn();
-    log(`${name}: ${JSON.stringify(report.steps[name])}`);
-  } catch (e) {
-    report.errors[name] = e.message.split("\n")[0];
-    log(`${name} FAILED: ${e.message}`);
-    await shot(page, `compare_failed_${name}.png`).catch(() => {});
-    await page.keyboard.press("Escape").catch(() => {});
-  }
-  fs.writeFileSync(REPORT, JSON.stringify(report));
-}
-
-async function count(page) {
-  const text = await page.locator('[data-cy="entry-counts"]').innerText();
-  const m = text.replace(/,/g, "").match(/\d+/);
-  return m ? parseInt(m[0], 10) : null;
-}
-
-// Waits until the grid's count reads `n` (or the time is up); returns it
-async function waitForCount(page, n, timeout = WAIT) {
-  await page
-    .waitForFunction(
-      (n) => {
-        const el = document.querySelector('[data-cy="entry-counts"]');
-        const m = el && el.innerText.replace(/,/g, "").match(/\d+/);
-        return m !== null && m !== undefined && parseInt(m[0], 10) === n;
-      },
-      n,
-      { timeout }
-    )
-    .catch(() => log(`count never became ${n}`));
-  await page.waitForTimeout(500);
-  return count(page);
-}
-
-// The table that follows the text `label` in the panel
-function tableAfter(panel, label) {
-  return panel
-    .locator(
-      `xpath=.//*[starts-with(normalize-space(), ${JSON.stringify(
-        label
-      )})]/following::table[1]`
-    )
-    .first();
-}
-
-async function tableContent(table) {
-  const headers = await table
-    .locator("thead th")
-    .evaluateAll((ths) => ths.map((th) => th.innerText.trim()));
-  const rows = await table
-    .locator("tbody tr")
-    .evaluateAll((trs) =>
-      trs.map((tr) =>
-        Array.from(tr.querySelectorAll("td")).map((td) =>
-          td.innerText.replace(/\s+/g, " ").trim()
-        )
-      )
-    );
-  return { headers, rows };
+// Waits until the grid's count reads `n` (or the time is up) and half a
+// second more; returns it
+function gridShows(page, n, timeout = WAIT) {
+  return waitForCount(page, n, timeout, 500);
 }
 
 function clustersTable(panel) {
@@ -105,14 +40,9 @@ function clustersTable(panel) {
 }
 
 async function main(page, panel) {
-  await page.goto(config.url);
-  await page
-    .getByText("Dismiss", { exact: true })
-    .click({ timeout: 8000 })
-    .catch(() => {});
-  report.start = await waitForCount(page, config.total, TIMEOUT);
-  await page.locator('[data-cy="new-panel-btn"]').first().click();
-  await page.locator('[data-cy="new-panel-option-cluster_explorer"]').click();
+  await openApp(page);
+  report.start = await gridShows(page, config.total, TIMEOUT);
+  await openExplorer(page);
   await panel.locator("table tbody tr").first().waitFor({ timeout: TIMEOUT });
   await page.waitForTimeout(1500);
 
@@ -197,10 +127,7 @@ async function main(page, panel) {
     const map = await flowMap(panel);
     await text.scrollIntoViewIfNeeded();
     await shot(page, "compare_runs.png");
-    await panel
-      .locator(".js-plotly-plot")
-      .last()
-      .screenshot({ path: path.join(config.outDir, "compare_map.png") });
+    await shot(panel.locator(".js-plotly-plot").last(), "compare_map.png");
     return { text: clean(await text.innerText()), verdicts, flows, map };
   });
 
@@ -211,7 +138,7 @@ async function main(page, panel) {
     const row = i >= 0 ? i : 0;
     await table.locator("tbody tr").nth(row).locator("td").first().click();
     const n = parseInt(shown.rows[row][2], 10);
-    const grid = await waitForCount(page, n);
+    const grid = await gridShows(page, n);
     await page.waitForTimeout(1000);
     const note = await panel
       .getByText("The grid shows", { exact: false })
@@ -231,7 +158,7 @@ async function main(page, panel) {
       if (parseInt(r[6], 10) > parseInt(shown.rows[row][6], 10)) row = i;
     });
     await table.locator("tbody tr").nth(row).locator("td").first().click();
-    const grid = await waitForCount(page, parseInt(shown.rows[row][6], 10));
+    const grid = await gridShows(page, parseInt(shown.rows[row][6], 10));
     await shot(page, "compare_verdict_row.png");
     return { row: shown.rows[row], grid };
   });
@@ -250,7 +177,7 @@ async function main(page, panel) {
     await page.mouse.move(x, y, { steps: 5 });
     await page.waitForTimeout(500);
     await page.mouse.click(x, y);
-    const grid = await waitForCount(page, best.count);
+    const grid = await gridShows(page, best.count);
     const note = await panel
       .getByText("The grid shows", { exact: false })
       .first()
@@ -299,39 +226,9 @@ async function flowMap(panel) {
     });
 }
 
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
+await run(main, {
+  report,
+  name: "compare",
+  viewport: { width: 1600, height: 1100 },
+  pageErrors: true,
 });
-let failed = false;
-try {
-  const page = await browser.newPage({
-    viewport: { width: 1600, height: 1100 },
-  });
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => {
-    log(`page error: ${e.message}`);
-    (report.page_errors = report.page_errors || []).push(e.message);
-  });
-  const panel = page.locator('[data-cy="panel-content-cluster_explorer"]');
-  try {
-    await main(page, panel);
-  } catch (e) {
-    failed = true;
-    report.error = e.message;
-    await shot(page, "compare_error.png").catch(() => {});
-  }
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(report) + "\n");
-process.exit(failed ? 1 : 0);

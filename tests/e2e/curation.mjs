@@ -15,68 +15,27 @@
 // Usage: node curation.mjs '<json config>'
 //   config: {url, playwrightDir, chromium, outDir, total, top, tag}
 
-import fs from "fs";
-import { createRequire } from "module";
-import path from "path";
+import {
+  cells,
+  clean,
+  config,
+  gridCount,
+  inputAfter,
+  log,
+  openApp,
+  openExplorer,
+  run,
+  shot,
+  stepper,
+  TIMEOUT,
+  typeInto,
+  waitForCount,
+} from "./lib.mjs";
 
-const config = JSON.parse(process.argv[2]);
-const require = createRequire(path.join(config.playwrightDir, "noop.js"));
-const { chromium } = require("playwright-core");
-
-const TIMEOUT = 30000;
 const WAIT = 20000; // for what the App shows after a click
 const RUN_WAIT = 120000; // for an operator's result
-const REPORT = path.join(config.outDir, "report.json");
 const report = { steps: {}, errors: {} };
-
-function log(message) {
-  process.stderr.write(`[e2e] ${message}\n`);
-}
-
-function clean(text) {
-  return (text || "").replace(/[\s\u200b]+/g, " ").trim();
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: path.join(config.outDir, name) });
-}
-
-// Runs one step; an error is recorded under its name (with a screenshot,
-// and the Escape key for any open dialog) and the run goes on
-async function step(page, name, fn) {
-  try {
-    report.steps[name] = await fn();
-    log(`${name}: ${JSON.stringify(report.steps[name])}`);
-  } catch (e) {
-    report.errors[name] = e.message.split("\n")[0];
-    log(`${name} FAILED: ${e.message}`);
-    await shot(page, `curation_failed_${name}.png`).catch(() => {});
-    await page.keyboard.press("Escape").catch(() => {});
-  }
-  fs.writeFileSync(REPORT, JSON.stringify(report));
-}
-
-async function gridCount(page) {
-  const text = await page.locator('[data-cy="entry-counts"]').innerText();
-  const m = text.replace(/,/g, "").match(/\d+/);
-  return m ? parseInt(m[0], 10) : null;
-}
-
-// Waits until the grid's sample count reads `n`; returns the count shown
-async function waitForCount(page, n, timeout = WAIT) {
-  await page
-    .waitForFunction(
-      (n) => {
-        const el = document.querySelector('[data-cy="entry-counts"]');
-        const m = el && el.innerText.replace(/,/g, "").match(/\d+/);
-        return m !== null && m !== undefined && parseInt(m[0], 10) === n;
-      },
-      n,
-      { timeout }
-    )
-    .catch(() => log(`the grid count never became ${n}`));
-  return gridCount(page);
-}
+const step = stepper(report, { failedPrefix: "curation_failed_" });
 
 // The labels the grid's `n` tiles show (`ground_truth` tags on the
 // thumbnails), once all `n` have loaded
@@ -120,15 +79,7 @@ async function table(panel) {
   const headers = (
     await panel.locator("table").first().locator("thead th").allInnerTexts()
   ).map(clean);
-  const rows = await panel
-    .locator("table tbody tr")
-    .evaluateAll((trs) =>
-      trs.map((tr) =>
-        Array.from(tr.querySelectorAll("td")).map((td) =>
-          td.innerText.replace(/\s+/g, " ").trim()
-        )
-      )
-    );
+  const rows = await cells(panel.locator("table tbody tr"));
   return { headers, rows };
 }
 
@@ -159,15 +110,14 @@ async function waitForHeader(page, panel, header) {
   return table(panel);
 }
 
-// The input that follows a form field's description text
-function inputAfter(scope, description) {
-  return scope
-    .locator(
-      `xpath=.//p[starts-with(normalize-space(), ${JSON.stringify(
-        description
-      )})]/following::input[1]`
-    )
-    .first();
+// The table and the panel's buttons once the table shows the column
+// `header`, the whole grid drawn
+async function columnShown(page, panel, header, shotName) {
+  const shown = await waitForHeader(page, panel, header);
+  await panel.locator("table").first().scrollIntoViewIfNeeded();
+  await settled(page);
+  await shot(page, shotName);
+  return { ...shown, buttons: await buttons(panel) };
 }
 
 // The value a form's dropdown shows, after its label
@@ -208,16 +158,11 @@ async function selectedTitle(panel) {
 }
 
 async function main(page, panel) {
-  await page.goto(config.url);
-  await page
-    .getByText("Dismiss", { exact: true })
-    .click({ timeout: 8000 })
-    .catch(() => {});
+  await openApp(page);
   report.start = await waitForCount(page, config.total, TIMEOUT);
 
   await step(page, "open", async () => {
-    await page.locator('[data-cy="new-panel-btn"]').first().click();
-    await page.locator('[data-cy="new-panel-option-cluster_explorer"]').click();
+    await openExplorer(page);
     await panel.locator("table tbody tr").first().waitFor();
     await page.waitForTimeout(1500);
     await shot(page, "curation_panel.png");
@@ -247,13 +192,9 @@ async function main(page, panel) {
       "curation_audit_result.png"
     )
   );
-  await step(page, "audited", async () => {
-    const shown = await waitForHeader(page, panel, "Purity");
-    await panel.locator("table").first().scrollIntoViewIfNeeded();
-    await settled(page);
-    await shot(page, "curation_audited.png");
-    return { ...shown, buttons: await buttons(panel) };
-  });
+  await step(page, "audited", () =>
+    columnShown(page, panel, "Purity", "curation_audited.png")
+  );
 
   // "Outliers": the top few
   await step(page, "outliers_form", async () => {
@@ -262,11 +203,7 @@ async function main(page, panel) {
     await dialog.getByText("Top samples", { exact: true }).waitFor();
     await page.waitForTimeout(1500);
     const top = inputAfter(dialog, "How many of the most unusual");
-    await top.click();
-    await top.fill("");
-    await top.type(String(config.top), { delay: 20 });
-    await top.press("Tab");
-    await page.waitForTimeout(1500); // the form resolves again
+    await typeInto(page, top, config.top);
     const out = {
       run: await dropdownValue(dialog, "Clustering run"),
       top: await top.inputValue(),
@@ -283,13 +220,9 @@ async function main(page, panel) {
       "curation_outliers_result.png"
     )
   );
-  await step(page, "scored", async () => {
-    const shown = await waitForHeader(page, panel, "Outliers");
-    await panel.locator("table").first().scrollIntoViewIfNeeded();
-    await settled(page);
-    await shot(page, "curation_columns.png");
-    return { ...shown, buttons: await buttons(panel) };
-  });
+  await step(page, "scored", () =>
+    columnShown(page, panel, "Outliers", "curation_columns.png")
+  );
 
   // The first cluster with suspects: its row, then its suspects
   await step(page, "select", async () => {
@@ -399,34 +332,8 @@ async function main(page, panel) {
   });
 }
 
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
+await run(main, {
+  report,
+  name: "curation",
+  viewport: { width: 1600, height: 1300 },
 });
-try {
-  const page = await browser.newPage({
-    viewport: { width: 1600, height: 1300 },
-  });
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => log(`page error: ${e.message}`));
-  const panel = page.locator('[data-cy="panel-content-cluster_explorer"]');
-  try {
-    await main(page, panel);
-  } catch (e) {
-    report.error = e.message.split("\n")[0];
-    await shot(page, "curation_error.png").catch(() => {});
-  }
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(report) + "\n");
-process.exit(report.error ? 1 : 0);

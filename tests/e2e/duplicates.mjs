@@ -17,83 +17,28 @@
 // Usage: node duplicates.mjs '<json config>'
 //   config: {url, playwrightDir, chromium, outDir, total, dupKey, n}
 
-import fs from "fs";
-import { createRequire } from "module";
-import path from "path";
+import {
+  cells,
+  clean,
+  config,
+  headerTexts,
+  inputAfter,
+  openApp,
+  openExplorer,
+  run,
+  saveReport,
+  shot,
+  stepper,
+  TIMEOUT,
+  waitForCount,
+} from "./lib.mjs";
 
-const config = JSON.parse(process.argv[2]);
-const require = createRequire(path.join(config.playwrightDir, "noop.js"));
-const { chromium } = require("playwright-core");
-
-const TIMEOUT = 30000;
 const WAIT = 20000;
-const DEADLINE = Date.now() + 400000; // later steps are skipped
-const REPORT = path.join(config.outDir, "report.json");
 const report = { steps: {}, errors: {} };
-
-function log(message) {
-  process.stderr.write(`[e2e] ${message}\n`);
-}
-
-function clean(text) {
-  return (text || "").replace(/[\s\u200b]+/g, " ").trim();
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: path.join(config.outDir, name) });
-}
-
-// Runs one step; an error is recorded under its name (with a screenshot,
-// and the Escape key for any open dialog) and the run goes on
-async function step(page, name, fn) {
-  if (Date.now() > DEADLINE) {
-    report.errors[name] = "skipped: the run took too long";
-    return;
-  }
-  try {
-    report.steps[name] = await fn();
-    log(`${name}: ${JSON.stringify(report.steps[name])}`);
-  } catch (e) {
-    report.errors[name] = e.message.split("\n")[0];
-    log(`${name} FAILED: ${e.message}`);
-    await shot(page, `failed_dup_${name}.png`).catch(() => {});
-    await page.keyboard.press("Escape").catch(() => {});
-  }
-  fs.writeFileSync(REPORT, JSON.stringify(report));
-}
-
-async function gridCount(page) {
-  const text = await page.locator('[data-cy="entry-counts"]').innerText();
-  const m = text.replace(/,/g, "").match(/\d+/);
-  return m ? parseInt(m[0], 10) : null;
-}
-
-// Waits until the grid's sample count reads `n`; returns the count shown
-async function waitForCount(page, n, timeout = WAIT) {
-  await page
-    .waitForFunction(
-      (n) => {
-        const el = document.querySelector('[data-cy="entry-counts"]');
-        const m = el && el.innerText.replace(/,/g, "").match(/\d+/);
-        return m !== null && m !== undefined && parseInt(m[0], 10) === n;
-      },
-      n,
-      { timeout }
-    )
-    .catch(() => log(`count never became ${n}`));
-  return gridCount(page);
-}
-
-// The input that follows a form field's description text
-function inputAfter(scope, description) {
-  return scope
-    .locator(
-      `xpath=.//p[starts-with(normalize-space(), ${JSON.stringify(
-        description
-      )})]/following::input[1]`
-    )
-    .first();
-}
+const step = stepper(report, {
+  failedPrefix: "failed_dup_",
+  deadline: Date.now() + 400000, // later steps are skipped
+});
 
 // The bars the last Plotly chart inside `scope` draws (height and colour
 // of each), once some bar has a height
@@ -155,21 +100,11 @@ async function waitForImages(scope) {
 }
 
 async function headers(panel) {
-  return panel
-    .locator("table thead th")
-    .evaluateAll((ths) => ths.map((th) => th.innerText.trim()));
+  return headerTexts(panel.locator("table"));
 }
 
 async function rows(panel) {
-  return panel
-    .locator("table tbody tr")
-    .evaluateAll((trs) =>
-      trs.map((tr) =>
-        Array.from(tr.querySelectorAll("td")).map((td) =>
-          td.innerText.replace(/\s+/g, " ").trim()
-        )
-      )
-    );
+  return cells(panel.locator("table tbody tr"));
 }
 
 async function findDuplicates(page, panel) {
@@ -186,7 +121,7 @@ async function findDuplicates(page, panel) {
     .first()
     .evaluate((el) => el.parentElement.innerHTML.slice(0, 3000))
     .catch((e) => e.message);
-  fs.writeFileSync(REPORT, JSON.stringify(report));
+  saveReport(report);
   await waitForImages(dialog);
   const form = clean(await dialog.innerText());
   const field = await inputAfter(dialog, "Near duplicates are compared")
@@ -312,14 +247,9 @@ async function selectN(page, panel) {
 }
 
 async function main(page, panel) {
-  await page.goto(config.url);
-  await page
-    .getByText("Dismiss", { exact: true })
-    .click({ timeout: 8000 })
-    .catch(() => {});
+  await openApp(page);
   report.start = await waitForCount(page, config.total, TIMEOUT);
-  await page.locator('[data-cy="new-panel-btn"]').first().click();
-  await page.locator('[data-cy="new-panel-option-cluster_explorer"]').click();
+  await openExplorer(page);
   await panel.locator("table tbody tr").first().waitFor({ timeout: TIMEOUT });
   report.before = { headers: await headers(panel) };
 
@@ -331,36 +261,4 @@ async function main(page, panel) {
   await step(page, "select", () => selectN(page, panel));
 }
 
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let failed = false;
-try {
-  const page = await browser.newPage({
-    viewport: { width: 1600, height: 1000 },
-  });
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => log(`page error: ${e.message}`));
-  const panel = page.locator('[data-cy="panel-content-cluster_explorer"]');
-  try {
-    await main(page, panel);
-  } catch (e) {
-    failed = true;
-    report.error = e.message;
-    await shot(page, "duplicates_error.png").catch(() => {});
-  }
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(report) + "\n");
-process.exit(failed ? 1 : 0);
+await run(main, { report, name: "duplicates" });

@@ -19,87 +19,31 @@
 //            renameMarkdown, newRun: {run_key, method, n_clusters},
 //            otherRun, runs, expected: {run: rows after the merge}}
 
-import fs from "fs";
-import { createRequire } from "module";
-import path from "path";
+import {
+  cells,
+  clean,
+  config,
+  openApp,
+  openExplorer,
+  run,
+  shot,
+  stepper,
+  TIMEOUT,
+  waitForCount,
+} from "./lib.mjs";
 
-const config = JSON.parse(process.argv[2]);
-const require = createRequire(path.join(config.playwrightDir, "noop.js"));
-const { chromium } = require("playwright-core");
-
-const TIMEOUT = 30000;
 const WAIT = 15000; // for what the App shows after a click (about 1 s)
-const DEADLINE = Date.now() + 420000; // later steps are skipped
-const REPORT = path.join(config.outDir, "report.json");
 const SELECTED_BAR = "rgb(44, 123, 229)"; // the panel's colour of a selection
 const report = { steps: {}, errors: {}, dialogs: [] };
-
-function log(message) {
-  process.stderr.write(`[e2e] ${message}\n`);
-}
-
-function clean(text) {
-  return (text || "").replace(/[\s\u200b]+/g, " ").trim();
-}
-
-// Runs one step; an error is recorded under its name (with a screenshot,
-// and the Escape key for any open dialog) and the run goes on
-async function step(page, name, fn) {
-  if (Date.now() > DEADLINE) {
-    report.errors[name] = "skipped: the run took too long";
-    return;
-  }
-  try {
-    report.steps[name] = await fn();
-    log(`${name}: ${JSON.stringify(report.steps[name])}`);
-  } catch (e) {
-    report.errors[name] = e.message.split("\n")[0];
-    log(`${name} FAILED: ${e.message}`);
-    await page
-      .screenshot({ path: path.join(config.outDir, `failed_${name}.png`) })
-      .catch(() => {});
-    await page.keyboard.press("Escape").catch(() => {});
-  }
-  // What was seen so far, should the run be stopped
-  fs.writeFileSync(REPORT, JSON.stringify(report));
-}
-
-async function countText(page) {
-  return clean(await page.locator('[data-cy="entry-counts"]').innerText());
-}
-
-// Waits until the grid's sample count reads `n`; returns the count shown
-async function waitForCount(page, n, timeout = WAIT) {
-  try {
-    await page.waitForFunction(
-      (n) => {
-        const el = document.querySelector('[data-cy="entry-counts"]');
-        if (!el) return false;
-        const m = el.innerText.replace(/,/g, "").match(/\d+/);
-        return m !== null && parseInt(m[0], 10) === n;
-      },
-      n,
-      { timeout }
-    );
-  } catch (e) {
-    log(`count never became ${n}`);
-  }
-  const m = (await countText(page)).replace(/,/g, "").match(/\d+/);
-  return m ? parseInt(m[0], 10) : null;
-}
+const step = stepper(report, {
+  failedPrefix: "failed_",
+  deadline: Date.now() + 420000, // later steps are skipped
+});
 
 // What the panel shows: table rows (cells), bars (x labels, heights in
 // order, selected ones), the run chosen and the selected cluster's title
 async function shown(panel) {
-  const rows = await panel
-    .locator("table tbody tr")
-    .evaluateAll((trs) =>
-      trs.map((tr) =>
-        Array.from(tr.querySelectorAll("td")).map((td) =>
-          td.innerText.replace(/\s+/g, " ").trim()
-        )
-      )
-    );
+  const rows = await cells(panel.locator("table tbody tr"));
   const bars = await panel
     .locator(".js-plotly-plot .bars .point path")
     .evaluateAll((paths) =>
@@ -191,7 +135,8 @@ async function clickRow(page, panel, id, size) {
   const row = rowOf(panel, id);
   const sizeCell = clean(await row.locator("td").nth(2).innerText());
   await row.locator("td").first().click();
-  const count = await waitForCount(page, size ?? parseInt(sizeCell, 10));
+  const want = size ?? parseInt(sizeCell, 10);
+  const count = await waitForCount(page, want, WAIT);
   const title = titleOf(panel, id);
   await title.waitFor({ timeout: WAIT });
   // Where the actions start below the row, once both are laid out (the
@@ -226,16 +171,10 @@ async function clickRow(page, panel, id, size) {
 }
 
 async function main(page, panel) {
-  await page.goto(config.url);
-  // A promotional popup may cover the page
-  await page
-    .getByText("Dismiss", { exact: true })
-    .click({ timeout: 8000 })
-    .catch(() => {});
+  await openApp(page);
   report.start = await waitForCount(page, config.total, TIMEOUT);
 
-  await page.locator('[data-cy="new-panel-btn"]').first().click();
-  await page.locator('[data-cy="new-panel-option-cluster_explorer"]').click();
+  await openExplorer(page);
   await panel.locator("table tbody tr").first().waitFor({ timeout: TIMEOUT });
   await step(page, "open", () => settle(page, panel, (s) => s.bars > 0));
   const first = report.steps.open;
@@ -265,9 +204,7 @@ async function main(page, panel) {
     }
     return out;
   });
-  await page.screenshot({
-    path: path.join(config.outDir, "explorer_selected.png"),
-  });
+  await shot(page, "explorer_selected.png");
 
   // A bar too
   await step(page, "bar", async () => {
@@ -277,12 +214,10 @@ async function main(page, panel) {
       .nth(1)
       .click({ force: true });
     const size = parseInt(first.rows[1][2], 10);
-    const count = await waitForCount(page, size);
+    const count = await waitForCount(page, size, WAIT);
     await titleOf(panel, id).waitFor();
     await page.waitForTimeout(1000);
-    await page.screenshot({
-      path: path.join(config.outDir, "explorer_bar.png"),
-    });
+    await shot(page, "explorer_bar.png");
     return { cluster: id, size, count };
   });
 
@@ -307,7 +242,7 @@ async function main(page, panel) {
     await rowOf(panel, "0").locator("td").first().click();
     await titleOf(panel, "0").waitFor();
     await panel.getByRole("button", { name: "Show all samples" }).click();
-    return { count: await waitForCount(page, config.total) };
+    return { count: await waitForCount(page, config.total, WAIT) };
   });
 }
 
@@ -366,9 +301,7 @@ async function merge(page, panel, first) {
     await question.scrollIntoViewIfNeeded();
     await page.waitForTimeout(500);
     whileAsked = await shown(panel);
-    await page.screenshot({
-      path: path.join(config.outDir, "explorer_merge_question.png"),
-    });
+    await shot(page, "explorer_merge_question.png");
     await panel
       .getByRole("button", { name: new RegExp(`^Merge cluster ${source}`) })
       .click();
@@ -382,10 +315,8 @@ async function merge(page, panel, first) {
     after.rows.find((r) => r[0] === into)?.[2] ?? "-1",
     10
   );
-  const count = await waitForCount(page, size);
-  await page.screenshot({
-    path: path.join(config.outDir, "explorer_merged.png"),
-  });
+  const count = await waitForCount(page, size, WAIT);
+  await shot(page, "explorer_merged.png");
   return {
     source,
     into,
@@ -411,12 +342,10 @@ async function switchRuns(page, panel) {
       panel,
       (s) => s.rows.length === want && s.bars === want
     );
-    out[run].count = await waitForCount(page, config.total);
+    out[run].count = await waitForCount(page, config.total, WAIT);
     if (run === config.otherRun) {
       await page.waitForTimeout(1500); // the grid's thumbnails
-      await page.screenshot({
-        path: path.join(config.outDir, "explorer_switched.png"),
-      });
+      await shot(page, "explorer_switched.png");
     }
   }
   return out;
@@ -424,7 +353,7 @@ async function switchRuns(page, panel) {
 
 // Renames the `fromEnd`-th smallest cluster to `label` (markup): it must
 // show as text in the table, the title and the bar's hover
-async function rename(page, panel, label, fromEnd, shot) {
+async function rename(page, panel, label, fromEnd, shotName) {
   const now = await shown(panel);
   const ids = now.ids.filter((i) => i !== "-1 (noise)");
   const id = ids[ids.length - fromEnd];
@@ -457,7 +386,7 @@ async function rename(page, panel, label, fromEnd, shot) {
       .then(() => text.textContent())
       .catch(() => null);
   }
-  await page.screenshot({ path: path.join(config.outDir, shot) });
+  await shot(page, shotName);
   return {
     cluster: id,
     label,
@@ -508,9 +437,7 @@ async function newRun(page, panel) {
   const result = page.getByText("Fields written", { exact: false }).first();
   await result.waitFor({ timeout: 120000 });
   await page.waitForTimeout(1000);
-  await page.screenshot({
-    path: path.join(config.outDir, "explorer_new_run_result.png"),
-  });
+  await shot(page, "explorer_new_run_result.png");
   const shown = page.getByRole("dialog").filter({ has: result });
   await shown.getByRole("button", { name: "Done" }).click();
   await shown.waitFor({ state: "hidden", timeout: 10000 });
@@ -520,9 +447,7 @@ async function newRun(page, panel) {
     (s) => s.run === run_key && s.rows.length === n_clusters,
     60000
   );
-  await page.screenshot({
-    path: path.join(config.outDir, "explorer_new_run.png"),
-  });
+  await shot(page, "explorer_new_run.png");
   const clicks = [];
   for (const id of after.ids) {
     const cid = id === "-1 (noise)" ? "-1" : id;
@@ -536,40 +461,4 @@ async function newRun(page, panel) {
   return { after, clicks };
 }
 
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-try {
-  const page = await browser.newPage({
-    viewport: { width: 1600, height: 1000 },
-  });
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => log(`page error: ${e.message}`));
-  page.on("dialog", (d) => {
-    report.dialogs.push(d.message());
-    d.dismiss().catch(() => {});
-  });
-  const panel = page.locator('[data-cy="panel-content-cluster_explorer"]');
-  try {
-    await main(page, panel);
-  } catch (e) {
-    report.error = e.message.split("\n")[0];
-    await page
-      .screenshot({ path: path.join(config.outDir, "explorer_error.png") })
-      .catch(() => {});
-  }
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(report) + "\n");
-process.exit(report.error ? 1 : 0);
+await run(main, { report, name: "explorer", dialogs: true });

@@ -12,42 +12,19 @@
 //   config: {url, playwrightDir, chromium, outDir, total, runKey,
 //            field, k, tooLargeK}
 
-import { createRequire } from "module";
-import path from "path";
+import {
+  config,
+  inputAfter,
+  log,
+  openApp,
+  openExplorer,
+  run,
+  shot,
+  TIMEOUT,
+  typeInto,
+} from "./lib.mjs";
 
-const config = JSON.parse(process.argv[2]);
-const require = createRequire(path.join(config.playwrightDir, "noop.js"));
-const { chromium } = require("playwright-core");
-
-const TIMEOUT = 30000;
 const report = {};
-
-function log(message) {
-  process.stderr.write(`[e2e] ${message}\n`);
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: path.join(config.outDir, name) });
-}
-
-// The input that follows a form field's description text
-function inputAfter(scope, description) {
-  return scope
-    .locator(
-      `xpath=.//p[starts-with(normalize-space(), ${JSON.stringify(
-        description
-      )})]/following::input[1]`
-    )
-    .first();
-}
-
-async function typeInto(page, input, value) {
-  await input.click();
-  await input.fill("");
-  await input.type(String(value), { delay: 20 });
-  await input.press("Tab");
-  await page.waitForTimeout(1500); // the form resolves again
-}
 
 async function openForm(page, label) {
   await page.locator('[data-cy="action-browse-operations"]').first().click();
@@ -84,10 +61,8 @@ async function watchProgress(page) {
 
 // The explorer's "Compute projection" while the grid shows one cluster:
 // the form defaults to the run's whole view and says so
-async function projectFromACluster(page) {
-  const panel = page.locator('[data-cy="panel-content-cluster_explorer"]');
-  await page.locator('[data-cy="new-panel-btn"]').first().click();
-  await page.locator('[data-cy="new-panel-option-cluster_explorer"]').click();
+async function projectFromACluster(page, panel) {
+  await openExplorer(page);
   const row = panel.locator("table tbody tr").first();
   await row.waitFor({ timeout: TIMEOUT });
   await row.locator("td").first().click();
@@ -125,12 +100,8 @@ async function projectFromACluster(page) {
   await shown.waitFor({ state: "hidden" });
 }
 
-async function main(page) {
-  await page.goto(config.url);
-  await page
-    .getByText("Dismiss", { exact: true })
-    .click({ timeout: 8000 })
-    .catch(() => {});
+async function main(page, panel) {
+  await openApp(page);
   await page.locator('[data-cy="entry-counts"]').waitFor({ timeout: TIMEOUT });
 
   const dialog = await openForm(page, "Compute clusters");
@@ -244,38 +215,7 @@ async function main(page) {
     .catch(() => {});
   await page.waitForTimeout(500);
 
-  await projectFromACluster(page);
+  await projectFromACluster(page, panel);
 }
 
-const browser = await chromium.launch({
-  executablePath: config.chromium,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let failed = false;
-try {
-  const page = await browser.newPage({
-    viewport: { width: 1600, height: 1000 },
-  });
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => log(`page error: ${e.message}`));
-  try {
-    await main(page);
-  } catch (e) {
-    failed = true;
-    report.error = e.message;
-    await shot(page, "operators_error.png").catch(() => {});
-  }
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(report) + "\n");
-process.exit(failed ? 1 : 0);
+await run(main, { report, name: "operators" });

@@ -11,244 +11,22 @@ database: the grid shows the clicked cluster, the actions sit right below
 its row and start empty, merging asks first and leaves one row and bar per
 cluster, no row or bar of another run remains, and a label is text.
 
-The test installs what it needs: Debian's ``chromium`` (and Node.js) with
-apt-get when missing and permitted, and the npm package ``playwright-core``
-(version pinned in ``tests/e2e/package.json``) into a cache folder
-(``$CURATE_E2E_CACHE``, default ``~/.cache/curate-clustering/e2e``). It is
-skipped, with the reason, only where Chromium or Node.js cannot be
-installed. Screenshots are copied to ``tests/out/`` for people to look at.
+Chromium, Playwright and the App server come from the fixtures of
+``tests/e2e/conftest.py``, which installs what is missing or skips with
+the reason. Screenshots are copied to ``tests/out/`` for people to look
+at.
 """
 
-import json
-import logging
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
-import numpy as np
 import pytest
 
-import fiftyone as fo
 from fiftyone import ViewField as F
 
-logger = logging.getLogger(__name__)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-E2E = HERE
-OUT = os.path.join(os.path.dirname(HERE), "out")
+from browser_driver import failed_checks, step
 
 pytestmark = pytest.mark.slow
 
-
-def _apt_install(*packages):
-    """Installs Debian packages if this process may; returns whether it
-    tried."""
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        return False
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-q", *packages]
-    ok = subprocess.run(cmd, env=env, capture_output=True, timeout=900)
-    if ok.returncode != 0:
-        subprocess.run(
-            ["apt-get", "update", "-q"],
-            env=env,
-            capture_output=True,
-            timeout=600,
-        )
-        subprocess.run(cmd, env=env, capture_output=True, timeout=900)
-    return True
-
-
-def _find_chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.fixture(scope="session")
-def chromium_path():
-    path = _find_chromium()
-    if path is None and _apt_install("chromium"):
-        path = _find_chromium()
-    if path is None:
-        pytest.skip(
-            "Chromium is not installed and cannot be installed here "
-            "(`apt-get install -y chromium` needs root and Debian's "
-            "package lists)"
-        )
-    return path
-
-
-@pytest.fixture(scope="session")
-def playwright_dir():
-    """A folder whose node_modules holds the pinned playwright-core."""
-    if not (shutil.which("node") and shutil.which("npm")):
-        _apt_install("nodejs", "npm")
-    if not (shutil.which("node") and shutil.which("npm")):
-        pytest.skip(
-            "Node.js and npm are not installed and cannot be installed "
-            "here (`apt-get install -y nodejs npm` needs root)"
-        )
-    cache = os.environ.get("CURATE_E2E_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "curate-clustering", "e2e"
-    )
-    os.makedirs(cache, exist_ok=True)
-    with open(os.path.join(E2E, "package.json")) as f:
-        wanted = json.load(f)["dependencies"]["playwright-core"]
-    installed = os.path.join(
-        cache, "node_modules", "playwright-core", "package.json"
-    )
-    version = None
-    if os.path.isfile(installed):
-        with open(installed) as f:
-            version = json.load(f).get("version")
-    if version != wanted:
-        shutil.copy(os.path.join(E2E, "package.json"), cache)
-        proc = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=cache,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, (
-            "npm install of playwright-core failed:\n" + proc.stderr[-3000:]
-        )
-    return cache
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def app_server(test_env, tmp_path):
-    """The FiftyOne App server on 127.0.0.1, on the test database."""
-    port = _free_port()
-    log_path = tmp_path / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fiftyone.server.main",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=test_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    "The App server exited:\n" + log_path.read_text()[-3000:]
-                )
-            try:
-                urllib.request.urlopen(url, timeout=2).read()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError(
-                        "The App server did not answer in 90 s:\n"
-                        + log_path.read_text()[-3000:]
-                    )
-                time.sleep(0.3)
-        yield url, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-
-
-COLORS = (
-    (220, 40, 40),
-    (40, 180, 60),
-    (40, 70, 220),
-    (230, 200, 40),
-    (160, 60, 200),
-)
-# Odd colours that fit no group: HDBSCAN's noise
-ODD_COLORS = ((255, 255, 255), (0, 0, 0), (128, 128, 128), (0, 200, 200))
 PAYLOAD = "<img src=x onerror=alert(1)>"
 MD_PAYLOAD = "![x](x) **bold** [a link](https://example.com)"
-
-
-def make_color_dataset(name, folder, sizes=(14, 11, 9, 7, 5)):
-    """Small PNG images of five colours and four odd ones, with their mean
-    colours (plus a little noise) as embeddings in ``emb``."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    groups = [(c, n) for c, n in zip(COLORS, sizes)]
-    groups += [(c, 1) for c in ODD_COLORS]
-    samples, X = [], []
-    for g, (color, n) in enumerate(groups):
-        for i in range(n):
-            noise = rng.normal(0, 20, (48, 48, 3))
-            pixels = np.clip(np.array(color) + noise, 0, 255)
-            path = os.path.join(folder, f"{g}_{i}.png")
-            Image.fromarray(pixels.astype(np.uint8)).save(path)
-            samples.append(fo.Sample(filepath=path))
-            x = np.concatenate([np.array(color) / 255, rng.normal(0, 0.02, 5)])
-            X.append(x.astype(np.float32))
-    ds = fo.Dataset(name)
-    ds.add_samples(samples)
-    ds.set_values("emb", X)
-    return ds
-
-
-def run_driver(config, out, server_log):
-    """Runs explorer.mjs; returns its report and a text for failures."""
-    t0 = time.time()
-    try:
-        proc = subprocess.run(
-            ["node", os.path.join(E2E, "explorer.mjs"), json.dumps(config)],
-            capture_output=True,
-            text=True,
-            timeout=540,
-        )
-        returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as e:
-        # The driver writes what it saw after every step
-        returncode, stdout = "timeout", ""
-        stderr = (e.stderr or b"").decode(errors="replace")
-    elapsed = time.time() - t0
-    os.makedirs(OUT, exist_ok=True)
-    for shot in sorted(os.listdir(out)):
-        if shot.endswith(".png"):
-            shutil.copy(out / shot, os.path.join(OUT, shot))
-    detail = (
-        f"browser driver exit {returncode} after {elapsed:.0f} s\n"
-        f"stderr:\n{stderr[-6000:]}\n"
-        f"server log:\n{server_log.read_text()[-3000:]}"
-    )
-    lines = stdout.strip().splitlines()
-    if lines:
-        report = json.loads(lines[-1])
-    else:
-        assert (out / "report.json").exists(), detail
-        report = json.loads((out / "report.json").read_text())
-        report["error"] = f"the browser driver was stopped ({returncode})"
-    logger.info("Browser run took %.0f s: %s", elapsed, report)
-    return report, detail
 
 
 def ids_of(shown):
@@ -257,14 +35,10 @@ def ids_of(shown):
 
 
 @pytest.fixture
-def explored(
-    api, dataset_name, tmp_path, chromium_path, playwright_dir, app_server
-):
+def explored(api, color_dataset, browser):
     """The demo dataset with a k-means run 'hues' and an HDBSCAN run
     'shades' (with noise), driven through the panel in the App."""
-    images = tmp_path / "images"
-    images.mkdir()
-    ds = make_color_dataset(dataset_name, str(images))
+    ds = color_dataset
     api.compute_clusters(
         ds, "hues", "emb", method="kmeans", kmeans__n_clusters=4
     )
@@ -283,15 +57,10 @@ def explored(
         "hues": ds.count_values("hues_cluster"),
         "shades": dict(shades),
     }
-    url, server_log = app_server
-    out = tmp_path / "shots"
-    out.mkdir()
-    config = dict(
-        url=f"{url}/datasets/{dataset_name}",
-        playwrightDir=playwright_dir,
-        chromium=chromium_path,
-        outDir=str(out),
-        total=len(ds),
+    report, detail = browser(
+        "explorer.mjs",
+        ds,
+        timeout=540,
         runs=["shades"],
         otherRun="hues",
         # rows of each run after the merge
@@ -300,7 +69,6 @@ def explored(
         renameMarkdown=MD_PAYLOAD,
         newRun=dict(run_key="fresh", method="K-means", n_clusters=3),
     )
-    report, detail = run_driver(config, out, server_log)
     ds.reload()
     return ds, sizes, report, detail
 
@@ -309,8 +77,7 @@ def test_explorer_in_the_app(explored):
     """Every check runs; the failure lists each one that failed."""
     ds, sizes, report, detail = explored
     assert report.get("start") == len(ds), detail
-    failures = [report["error"]] if "error" in report else []
-    for check in (
+    checks = (
         check_rows_open_their_cluster,
         check_actions_next_to_the_selection,
         check_inputs_clear,
@@ -319,24 +86,14 @@ def test_explorer_in_the_app(explored):
         check_run_switch,
         check_escaping,
         check_new_run,
-    ):
-        try:
-            check(ds, sizes, report)
-        except AssertionError as e:
-            failures.append(f"{check.__name__}: {e}")
+    )
+    failures = failed_checks(report, checks, ds, sizes, report)
     assert not failures, "\n\n".join(failures) + "\n\n" + detail
 
 
 def by_size(sizes):
     """Cluster ids, largest first, noise excluded."""
     return sorted((c for c in sizes if c != "-1"), key=lambda c: -sizes[c])
-
-
-def step(report, name):
-    """What the driver saw at step ``name``; fails when the step failed."""
-    assert name not in report["errors"], report["errors"][name]
-    assert name in report["steps"], f"the driver stopped before {name}"
-    return report["steps"][name]
 
 
 def check_rows_open_their_cluster(ds, sizes, report):

@@ -8,81 +8,20 @@ map of them, and clicks on a cell of the map, a flow row and a verdict
 row show the samples that moved in the grid. Driven by
 ``tests/e2e/compare.mjs``; the
 App server, Chromium and Playwright come from the fixtures of
-``tests/e2e/test_browser.py``.
+``tests/e2e/conftest.py``.
 """
-
-import importlib.util
-import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 
 import pytest
 
 from fiftyone import ViewField as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(os.path.dirname(HERE), "out")
+from browser_driver import step
 
 pytestmark = pytest.mark.slow
 
 
-def _browser_harness():
-    """tests/e2e/test_browser.py, loaded once under a name of its own (its
-    fixtures and dataset are shared, not copied)."""
-    name = "curate_e2e_browser_harness"
-    if name not in sys.modules:
-        path = os.path.join(HERE, "test_browser.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_harness = _browser_harness()
-chromium_path = _harness.chromium_path
-playwright_dir = _harness.playwright_dir
-app_server = _harness.app_server
-make_color_dataset = _harness.make_color_dataset
-
-
-def _drive(config, out, server_log):
-    t0 = time.time()
-    proc = subprocess.run(
-        ["node", os.path.join(HERE, "compare.mjs"), json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
-    os.makedirs(OUT, exist_ok=True)
-    for shot in sorted(os.listdir(out)):
-        if shot.endswith(".png"):
-            shutil.copy(out / shot, os.path.join(OUT, shot))
-    detail = (
-        f"browser driver exit {proc.returncode} after "
-        f"{time.time() - t0:.0f} s\nstderr:\n{proc.stderr[-5000:]}\n"
-        f"server log:\n{server_log.read_text()[-3000:]}"
-    )
-    lines = proc.stdout.strip().splitlines()
-    assert lines, detail
-    return json.loads(lines[-1]), detail
-
-
-def step(report, name):
-    assert name not in report["errors"], report["errors"][name]
-    assert name in report["steps"], f"the driver stopped before {name}"
-    return report["steps"][name]
-
-
-def test_keeping_clusters_in_the_app(
-    api, dataset_name, tmp_path, chromium_path, playwright_dir, app_server
-):
-    images = tmp_path / "images"
-    images.mkdir()
-    ds = make_color_dataset(dataset_name, str(images))
+def test_keeping_clusters_in_the_app(api, color_dataset, browser):
+    ds = color_dataset
     ds.persistent = True
     ds.take(10, seed=3).tag_samples("new")
     api.compute_clusters(
@@ -101,18 +40,12 @@ def test_keeping_clusters_in_the_app(
     stability = {r["id"]: r["stability"] for r in table}
     dissolving = sorted(c for c, v in stability.items() if v < 0.6)
 
-    url, server_log = app_server
-    out = tmp_path / "shots"
-    out.mkdir()
-    config = dict(
-        url=f"{url}/datasets/{dataset_name}",
-        playwrightDir=playwright_dir,
-        chromium=chromium_path,
-        outDir=str(out),
-        total=len(ds),
+    report, detail = browser(
+        "compare.mjs",
+        ds,
+        timeout=420,
         otherRun="coarse",
     )
-    report, detail = _drive(config, out, server_log)
     ds.reload()
     failures = [report["error"]] if "error" in report else []
     checks = (

@@ -10,46 +10,20 @@ Purity and Suspects columns; "Outliers" with a small top; a row with
 suspects, then its "Show its N suspects" (the grid shows exactly the
 mislabelled samples, the cluster stays selected); "Tag shown"; then the
 run's outliers. The App server, Chromium and Playwright come from the
-fixtures of ``tests/e2e/test_browser.py``; screenshots are copied to
+fixtures of ``tests/e2e/conftest.py``; screenshots are copied to
 ``tests/out/``.
 """
 
-import importlib.util
-import json
 import os
-import shutil
-import subprocess
-import sys
-import time
 
 import pytest
 
 import fiftyone as fo
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(os.path.dirname(HERE), "out")
+from browser_driver import failed_checks, step
 
 pytestmark = pytest.mark.slow
 
-
-def _browser_harness():
-    """tests/e2e/test_browser.py, loaded once under a name of its own (its
-    fixtures and dataset are shared, not copied)."""
-    name = "curate_e2e_browser_harness"
-    if name not in sys.modules:
-        path = os.path.join(HERE, "test_browser.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_harness = _browser_harness()
-chromium_path = _harness.chromium_path
-playwright_dir = _harness.playwright_dir
-app_server = _harness.app_server
-make_color_dataset = _harness.make_color_dataset
 
 # make_color_dataset's five colour groups, in order; its four odd colours
 # get no label
@@ -73,77 +47,25 @@ def _name(filepath):
     return os.path.basename(filepath)
 
 
-def run_driver(config, out, server_log):
-    """Runs curation.mjs; returns its report and a text for failures."""
-    t0 = time.time()
-    try:
-        proc = subprocess.run(
-            ["node", os.path.join(HERE, "curation.mjs"), json.dumps(config)],
-            capture_output=True,
-            text=True,
-            timeout=420,
-        )
-        returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as e:
-        # The driver writes what it saw after every step
-        returncode, stdout = "timeout", ""
-        stderr = (e.stderr or b"").decode(errors="replace")
-    elapsed = time.time() - t0
-    os.makedirs(OUT, exist_ok=True)
-    for shot in sorted(os.listdir(out)):
-        if shot.endswith(".png"):
-            shutil.copy(out / shot, os.path.join(OUT, shot))
-    detail = (
-        f"browser driver exit {returncode} after {elapsed:.0f} s\n"
-        f"stderr:\n{stderr[-6000:]}\n"
-        f"server log:\n{server_log.read_text()[-3000:]}"
-    )
-    lines = stdout.strip().splitlines()
-    if lines:
-        report = json.loads(lines[-1])
-    else:
-        assert (out / "report.json").exists(), detail
-        report = json.loads((out / "report.json").read_text())
-        report["error"] = f"the browser driver was stopped ({returncode})"
-    return report, detail
-
-
 @pytest.fixture
-def curated(
-    api, dataset_name, tmp_path, chromium_path, playwright_dir, app_server
-):
+def curated(api, color_dataset, browser):
     """The colour dataset with labels (three wrong) and a k-means run, the
     audit and the outliers driven through the panel in the App."""
-    images = tmp_path / "images"
-    images.mkdir()
-    ds = make_color_dataset(dataset_name, str(images))
+    ds = color_dataset
     for sample in ds.iter_samples(autosave=True):
         label = _label(sample.filepath)
         if label is not None:
             sample["ground_truth"] = fo.Classification(label=label)
     api.compute_clusters(ds, RUN, "emb", method="kmeans", kmeans__n_clusters=6)
-    url, server_log = app_server
-    out = tmp_path / "shots"
-    out.mkdir()
-    config = dict(
-        url=f"{url}/datasets/{dataset_name}",
-        playwrightDir=playwright_dir,
-        chromium=chromium_path,
-        outDir=str(out),
-        total=len(ds),
+    report, detail = browser(
+        "curation.mjs",
+        ds,
+        timeout=420,
         top=TOP,
         tag=TAG,
     )
-    report, detail = run_driver(config, out, server_log)
     ds.reload()
     return ds, report, detail
-
-
-def step(report, name):
-    """What the driver saw at step ``name``; fails when the step failed."""
-    assert name not in report["errors"], report["errors"][name]
-    assert name in report["steps"], f"the driver stopped before {name}"
-    return report["steps"][name]
 
 
 def cells(shown, header):
@@ -156,18 +78,14 @@ def test_label_audit_and_outliers_in_the_app(api, curated):
     """Every check runs; the failure lists each one that failed."""
     ds, report, detail = curated
     assert report.get("start") == len(ds), detail
-    failures = [report["error"]] if "error" in report else []
-    for check in (
+    checks = (
         check_audit,
         check_outliers,
         check_cluster_suspects,
         check_tag,
         check_run_outliers,
-    ):
-        try:
-            check(api, ds, report)
-        except AssertionError as e:
-            failures.append(f"{check.__name__}: {e}")
+    )
+    failures = failed_checks(report, checks, api, ds, report)
     assert not failures, "\n\n".join(failures) + "\n\n" + detail
 
 

@@ -6,16 +6,11 @@ adds the Duplicates column; the groups show side by side in the grid; the
 histogram shows in the panel too; "Select N" runs select_subset and the
 grid shows the subset. Driven by ``tests/e2e/duplicates.mjs``; the App
 server, Chromium and Playwright come from the fixtures of
-``tests/e2e/test_browser.py``.
+``tests/e2e/conftest.py``.
 """
 
-import importlib.util
-import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -23,29 +18,8 @@ import pytest
 import fiftyone as fo
 from fiftyone import ViewField as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(os.path.dirname(HERE), "out")
-
 pytestmark = pytest.mark.slow
 
-
-def _browser_harness():
-    """tests/e2e/test_browser.py, loaded once under a name of its own (its
-    fixtures are shared, not copied)."""
-    name = "curate_e2e_browser_harness"
-    if name not in sys.modules:
-        path = os.path.join(HERE, "test_browser.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_harness = _browser_harness()
-chromium_path = _harness.chromium_path
-playwright_dir = _harness.playwright_dir
-app_server = _harness.app_server
 
 FAMILIES = ((200, 60, 60), (60, 170, 70), (60, 80, 210), (220, 200, 60))
 # (original, near copy) and (original, byte copy) pairs
@@ -96,43 +70,8 @@ def make_dup_dataset(name, folder, per_family=12):
     return ds, planted
 
 
-def _run_driver(config, out, server_log):
-    t0 = time.time()
-    try:
-        proc = subprocess.run(
-            ["node", os.path.join(HERE, "duplicates.mjs"), json.dumps(config)],
-            capture_output=True,
-            text=True,
-            timeout=480,
-        )
-        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as e:
-        code, stdout = "timeout", ""
-        stderr = (e.stderr or b"").decode(errors="replace")
-    os.makedirs(OUT, exist_ok=True)
-    for shot in sorted(os.listdir(out)):
-        if shot.endswith(".png"):
-            shutil.copy(out / shot, os.path.join(OUT, shot))
-    detail = (
-        f"browser driver exit {code} after {time.time() - t0:.0f} s\n"
-        f"stderr:\n{stderr[-6000:]}\n"
-        f"server log:\n{server_log.read_text()[-3000:]}"
-    )
-    lines = stdout.strip().splitlines()
-    if lines:
-        return json.loads(lines[-1]), detail
-    report = json.loads((out / "report.json").read_text())
-    report["error"] = f"the browser driver was stopped ({code})"
-    return report, detail
-
-
 def test_duplicates_and_subsets_from_the_explorer(
-    api,
-    dataset_name,
-    tmp_path,
-    chromium_path,
-    playwright_dir,
-    app_server,
+    api, dataset_name, tmp_path, browser
 ):
     images = tmp_path / "images"
     images.mkdir()
@@ -142,21 +81,15 @@ def test_duplicates_and_subsets_from_the_explorer(
         ds, "km", "emb", method="kmeans", kmeans__n_clusters=4
     )
     pv = api.duplicate_threshold_preview(ds, "emb", "km")
-    url, server_log = app_server
-    out = tmp_path / "shots"
-    out.mkdir()
     n_subset = 12
-    config = dict(
-        url=f"{url}/datasets/{dataset_name}",
-        playwrightDir=playwright_dir,
-        chromium=chromium_path,
-        outDir=str(out),
-        total=len(ds),
+    report, detail = browser(
+        "duplicates.mjs",
+        ds,
+        timeout=480,
         dupKey="dups",
         inGroups=2 * len(planted),
         n=n_subset,
     )
-    report, detail = _run_driver(config, out, server_log)
     assert "error" not in report and not report["errors"], detail
     steps = report["steps"]
     ds.reload()
