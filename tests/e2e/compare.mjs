@@ -177,12 +177,14 @@ async function main(page, panel) {
     await page.mouse.move(x, y, { steps: 5 });
     await page.waitForTimeout(500);
     await page.mouse.click(x, y);
-    const grid = await gridShows(page, best.count);
+    // the grid may already show as many samples (the step before): wait
+    // for the note that names this cell's two clusters
     const note = await panel
-      .getByText("The grid shows", { exact: false })
+      .getByText(`that are in cluster ${best.col} of`, { exact: false })
       .first()
       .innerText({ timeout: WAIT })
       .catch(() => null);
+    const grid = await gridShows(page, best.count);
     await shot(page, "compare_map_click.png");
     return { cell: best, grid, note: clean(note) };
   });
