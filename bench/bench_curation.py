@@ -23,8 +23,6 @@ import importlib
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -123,19 +121,6 @@ def run_case(name, what):
     )
 
 
-def _timed(name, what):
-    proc = subprocess.run(
-        [sys.executable, __file__, "--run", name, what],
-        capture_output=True,
-        text=True,
-    )
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
-    if proc.returncode or not line:
-        print(proc.stderr[-3000:])
-        raise SystemExit(f"{what} on {name} failed")
-    return json.loads(line[0][len("RESULT ") :])
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="20000,100000")
@@ -176,7 +161,10 @@ def main():
             whats.append("uniqueness")
         for what in whats:
             tries = sorted(
-                (_timed(name, what) for _ in range(args.repeat)),
+                (
+                    benchlib.run_child(__file__, "--run", name, what)
+                    for _ in range(args.repeat)
+                ),
                 key=lambda r: r["wall_s"],
             )
             r = tries[len(tries) // 2]  # the median by wall time

@@ -20,8 +20,6 @@ every path and finds nothing to hash.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 import benchlib
@@ -188,20 +186,9 @@ def case_subset(name, order, sub_clusters):
 
 
 def _child(args):
-    env = dict(os.environ)
-    proc = subprocess.run(
-        [sys.executable, __file__, "--run", json.dumps(args)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            out = json.loads(line[7:])
-            print(json.dumps(out), flush=True)
-            return out
-    print(proc.stderr[-3000:])
-    raise SystemExit("case failed")
+    out = benchlib.run_child(__file__, "--run", json.dumps(args))
+    print(json.dumps(out), flush=True)
+    return out
 
 
 def main():

@@ -34,8 +34,6 @@ import importlib
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -86,19 +84,6 @@ def run_case(name, what):
     print("RESULT " + json.dumps(result))
 
 
-def _timed(name, what):
-    proc = subprocess.run(
-        [sys.executable, __file__, "--run", name, what],
-        capture_output=True,
-        text=True,
-    )
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
-    if proc.returncode or not line:
-        print(proc.stderr[-3000:])
-        raise SystemExit(f"{what} on {name} failed")
-    return json.loads(line[0][len("RESULT ") :])
-
-
 def speed_case(case):
     """Populates, fits the run (not timed), times the assignment (and, at
     1M, the comparison); returns table rows."""
@@ -111,7 +96,7 @@ def speed_case(case):
     api = benchlib.plugin_api()
     api.compute_clusters(ds.limit(n_fit), "fit", "emb", **params)
     print(f"{case}: prepared in {time.perf_counter() - t:.0f} s", flush=True)
-    rows = [(case, _timed(name, "assign"))]
+    rows = [(case, benchlib.run_child(__file__, "--run", name, "assign"))]
     print(case, json.dumps(rows[-1][1]), flush=True)
     if n_new >= 1_000_000:
         t = time.perf_counter()
@@ -124,7 +109,12 @@ def speed_case(case):
             kmeans__n_clusters=60,
         )
         print(f"second run in {time.perf_counter() - t:.0f} s", flush=True)
-        rows.append(("compare-1m", _timed(name, "compare")))
+        rows.append(
+            (
+                "compare-1m",
+                benchlib.run_child(__file__, "--run", name, "compare"),
+            )
+        )
         print("compare-1m", json.dumps(rows[-1][1]), flush=True)
     fo.delete_dataset(name)
     return rows

@@ -1,14 +1,16 @@
 """What the benchmarks share: this checkout's paths, loading its modules
 by path (the ``core`` package under a private name, a sibling benchmark,
-the test harness), the plugin's API as FiftyOne loads it, and the peak
-memory and stage times of a call.
+the test harness), the plugin's API as FiftyOne loads it, a case run in
+a fresh process, and the peak memory and stage times of a call.
 
 The benchmarks run as scripts (``python bench/<name>.py``), so this folder
 is first on ``sys.path`` and ``import benchlib`` finds this module."""
 
 import importlib
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -57,6 +59,21 @@ def plugin_api(operator="compute_clusters"):
 
     foo.get_operator(f"@curate/clustering/{operator}")
     return importlib.import_module(PLUGIN_MODULE + ".api")
+
+
+def run_child(script, *args):
+    """Runs the benchmark ``script`` with ``args`` in a fresh process (a
+    timed case per process: peak memory and numba's compilation are its
+    own); returns the JSON of its ``RESULT`` line, or exits with its
+    stderr."""
+    proc = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not line:
+        print(proc.stderr[-3000:])
+        raise SystemExit(f"{os.path.basename(script)} {args} failed")
+    return json.loads(line[0][len("RESULT ") :])
 
 
 def vm_hwm_mb():
