@@ -102,8 +102,9 @@ class Random(SubsetOrder):
 
 
 def farthest_points(X, m, start=0):
-    """``m`` rows of ``X`` by farthest-point sampling from ``start``: each
-    next row is the one farthest (Euclidean) from those taken."""
+    """``m`` distinct rows of ``X`` by farthest-point sampling from
+    ``start``: each next row is the one farthest (Euclidean) from those
+    taken; among identical rows, the first not taken."""
     n = len(X)
     m = min(m, n)
     out = np.empty(m, dtype=np.int64)
@@ -112,10 +113,12 @@ def farthest_points(X, m, start=0):
     out[0] = start
     sq = np.einsum("ij,ij->i", X, X)
     dist = sq + sq[start] - 2.0 * (X @ X[start])
+    dist[start] = -np.inf  # taken rows are never farthest
     for k in range(1, m):
         i = int(np.argmax(dist))
         out[k] = i
         dist = np.minimum(dist, sq + sq[i] - 2.0 * (X @ X[i]))
+        dist[i] = -np.inf
     return out
 
 

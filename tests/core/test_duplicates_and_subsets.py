@@ -124,3 +124,23 @@ def test_sub_clusters_need_features_and_a_whole_number(core_package):
             )
     parts = S.split_cluster(np.eye(3, dtype=np.float32), 5)
     assert sorted(len(p) for p in parts) == [1, 1, 1]
+
+
+@pytest.mark.parametrize("order", ["spread", "typical", "random"])
+@pytest.mark.parametrize("sub_clusters", [1, 3])
+def test_identical_embeddings_never_take_a_row_twice(
+    core_package, order, sub_clusters
+):
+    """Exact duplicates (identical vectors) inside a cluster: every order
+    takes distinct rows, as many as asked."""
+    S = core_package.subsets
+    rng = np.random.default_rng(3)
+    X = np.vstack([np.ones((12, 4)), rng.normal(size=(3, 4))])
+    X = X.astype(np.float32)
+    clusters = np.zeros(len(X), dtype=int)
+    for n in (4, 14, 15):
+        rows, _ = S.select(
+            clusters, n, order, None, X, sub_clusters=sub_clusters
+        )
+        assert len(rows) == n and len(set(rows.tolist())) == n, rows
+    assert len(set(S.farthest_points(np.ones((6, 2)), 6).tolist())) == 6
