@@ -137,17 +137,21 @@ def flow_map_data(run_key, other_run_key, flows, best):
     best matches, so the samples that stay lie on the diagonal (grey:
     clusters that are each other's best match) and those that moved are
     orange; cells without samples stay empty.
-    At most :data:`MAX_SIDE` clusters per axis, those with the largest
-    flows; the counts are written in the cells when they fit. A click on
-    a cell sends its two cluster ids as ``y`` and ``x`` and the trace's
-    name, which names both runs (as does ``meta``)."""
+    At most :data:`MAX_SIDE` clusters per axis: the run's largest, and
+    the other run's clusters that receive the most of their samples; the
+    counts are written in the cells when they fit. A click on a cell
+    sends its two cluster ids as ``y`` and ``x`` and the trace's name,
+    which names both runs (as does ``meta``)."""
     if not flows:
         return []
     totals = {}
     for f in flows:
         totals[f["a"]] = totals.get(f["a"], 0) + f["count"]
     rows = _largest({f["a"] for f in flows}, flows, "a")
-    cols = _columns(rows, _largest({f["b"] for f in flows}, flows, "b"), best)
+    # the columns that the rows shown send the most samples to
+    kept = set(rows)
+    seen = [f for f in flows if f["a"] in kept]
+    cols = _columns(rows, _largest({f["b"] for f in seen}, seen, "b"), best)
     where_r = {c: i for i, c in enumerate(rows)}
     where_c = {c: j for j, c in enumerate(cols)}
     kinds = ("stayed", "moved")

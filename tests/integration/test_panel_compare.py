@@ -245,3 +245,33 @@ def test_comparison_verdicts_flows_and_moved_samples(api, stab):
     assert app.has("compare_flow_map")
     app.click("close_compare")
     assert not app.has("compare_flow_map")
+
+
+def test_the_map_of_two_large_runs_shows_only_cells_it_can_hold(plugin):
+    """40 clusters against 31: the map holds the 30 largest of the run
+    and the clusters of the other run that receive most of *their*
+    samples, so that no row or column it shows is empty."""
+    import importlib
+
+    view = importlib.import_module(
+        plugin.__name__ + ".panels.explorer_compare_view"
+    )
+    # cluster i >= 10 of a (100 + 10 i samples) is cluster i of b; the
+    # ten smallest (50 each) all went to one cluster 'x' of b, which is
+    # larger than most, but none of its samples come from the rows shown
+    flows = [
+        dict(a=str(i), b=str(i), count=100 + 10 * i) for i in range(10, 40)
+    ]
+    flows += [dict(a=str(i), b="x", count=50) for i in range(10)]
+    best = {("a", str(i)): str(i) for i in range(10, 40)}
+    best.update({("b", str(i)): str(i) for i in range(10, 40)})
+    best.update({("a", str(i)): "x" for i in range(10)})
+    best[("b", "x")] = "0"
+    stayed, moved = view.flow_map_data("a", "b", flows, best)
+    rows, cols = stayed["y"], stayed["x"]
+    assert rows == [str(i) for i in range(10, 40)]  # the 30 largest
+    assert cols == rows  # not 'x'; the best matches in the rows' order
+    for i in range(30):
+        assert stayed["z"][i][i] is not None
+        assert stayed["text"][i][i] == 100 + 10 * (i + 10)
+    assert stayed["texttemplate"] == ""  # 900 cells: counts on hover only
