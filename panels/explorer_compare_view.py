@@ -198,7 +198,12 @@ def flow_map_layout(traces):
         return {}
     meta = traces[0]["meta"]
     n_rows = len(traces[0]["y"])
-    axis = {"type": "category", "showgrid": False, "zeroline": False}
+    axis = {
+        "type": "category",
+        "showgrid": False,
+        "zeroline": False,
+        "fixedrange": True,  # a drag must not zoom a map made to click
+    }
     return {
         "height": _map_height(n_rows),
         "margin": {"t": 8, "l": 64, "b": 48, "r": 8},
