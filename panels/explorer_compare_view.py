@@ -58,6 +58,7 @@ def comparison_content(out):
     output): its summary, the verdict and flow tables and the picture."""
     a, b = out["run_key"], out["other_run_key"]
     best = {(c["run"], c["id"]): c["best_match"] for c in out["clusters"]}
+    sizes = {c["id"]: c["size"] for c in out["clusters"] if c["run"] == "a"}
     moved = _moved_counts(out, best)
     verdict_rows = [
         [
@@ -98,7 +99,7 @@ def comparison_content(out):
         FLOWS: _stamp(
             a, b, columns=[k for k, _ in FLOW_COLUMNS], rows=flow_rows
         ),
-        FLOW_MAP: flow_map_data(a, b, flows, best),
+        FLOW_MAP: flow_map_data(a, b, flows, best, sizes),
     }
 
 
@@ -130,7 +131,7 @@ def _moved_counts(out, best):
     return moved
 
 
-def flow_map_data(run_key, other_run_key, flows, best):
+def flow_map_data(run_key, other_run_key, flows, best, sizes=None):
     """A Plotly heatmap of ``flows``: a row per cluster of the run, a
     column per cluster of the other run, each cell the share of the row's
     samples that are in the column's cluster. Columns follow their rows'
@@ -147,6 +148,8 @@ def flow_map_data(run_key, other_run_key, flows, best):
     totals = {}
     for f in flows:
         totals[f["a"]] = totals.get(f["a"], 0) + f["count"]
+    # the whole cluster where known: ``flows`` may hold only the largest
+    totals.update(sizes or {})
     rows = _largest({f["a"] for f in flows}, flows, "a")
     # the columns that the rows shown send the most samples to
     kept = set(rows)
