@@ -226,6 +226,7 @@ async function selectN(page, panel) {
   await dialog.getByText("Samples to select", { exact: true }).waitFor();
   await page.waitForTimeout(1500);
   const form = clean(await dialog.innerText());
+  const parts = await inputAfter(dialog, "Parts per cluster").inputValue();
   await inputAfter(dialog, "An equal share per cluster").fill(
     String(config.n)
   );
@@ -243,7 +244,7 @@ async function selectN(page, panel) {
   const count = await waitForCount(page, config.n);
   await page.waitForTimeout(2500);
   await shot(page, "duplicates_subset_grid.png");
-  return { form, result, count };
+  return { form, parts, result, count };
 }
 
 async function main(page, panel) {

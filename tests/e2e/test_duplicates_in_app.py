@@ -156,8 +156,13 @@ def test_duplicates_and_subsets_from_the_explorer(
     # subset in the grid
     select = steps["select"]
     assert "km" in select["form"] and "dups" in select["form"]
+    # each cluster's share is shared among 3 k-means parts by default
+    assert "Parts per cluster" in select["form"], select["form"]
+    assert select["parts"] == "3", select
     assert f"Subset of {n_subset} samples" in select["result"]
     assert select["count"] == n_subset
     subset = ds.load_saved_view("km subset")
     assert len(subset) == n_subset
+    record = api.get_clustering_run_info(ds, "km")["actions"]["select_subset"]
+    assert record["config"]["sub_clusters"] == 3, record
     assert len(subset.match(F("dups_keep") == False)) == 0  # noqa: E712
