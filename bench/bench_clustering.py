@@ -58,12 +58,7 @@ def mixture(n, d=512, k=50, seed=0):
 def populate(name, n):
     """Creates dataset ``name`` with ``n`` samples and an ``emb`` field,
     inserting the documents in bulk."""
-    from datetime import datetime
-
-    from bson import Binary, ObjectId
-
     import fiftyone as fo
-    import fiftyone.core.utils as fou
 
     X, y = mixture(n)
     if fo.dataset_exists(name):
@@ -71,25 +66,7 @@ def populate(name, n):
     ds = fo.Dataset(name)
     ds.add_sample_field("emb", fo.VectorField)
     ds.add_sample_field("truth", fo.IntField)
-    coll = ds._sample_collection
-    now = datetime.utcnow()
-    for s in range(0, n, 20_000):
-        docs = [
-            {
-                "_id": ObjectId(),
-                "filepath": f"/bench/{i}.jpg",
-                "tags": [],
-                "metadata": None,
-                "created_at": now,
-                "last_modified_at": now,
-                "_media_type": "image",
-                "_dataset_id": ds._doc.id,
-                "emb": Binary(fou.serialize_numpy_array(X[i])),
-                "truth": int(y[i]),
-            }
-            for i in range(s, min(n, s + 20_000))
-        ]
-        coll.insert_many(docs, ordered=False)
+    benchlib.insert_samples(ds, X, truth=[int(v) for v in y])
     del X
     return ds
 
@@ -158,12 +135,7 @@ def main():
         run_case(f"curate-bench-{args.run}", case[1])
         return
 
-    # Load this checkout as the plugin, whatever plugins are installed
-    import tempfile
-
-    plugins = tempfile.mkdtemp(prefix="curate-bench-plugins-")
-    os.symlink(REPO, os.path.join(plugins, "curate-clustering"))
-    os.environ["FIFTYONE_PLUGINS_DIR"] = plugins
+    benchlib.link_plugin()
 
     import fiftyone as fo
 

@@ -23,7 +23,6 @@ import importlib
 import importlib.util
 import json
 import os
-import tempfile
 import time
 
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
@@ -142,9 +141,7 @@ def main():
         run_case(*args.run)
         return
 
-    plugins = tempfile.mkdtemp(prefix="curate-bench-plugins-")
-    os.symlink(REPO, os.path.join(plugins, "curate-clustering"))
-    os.environ["FIFTYONE_PLUGINS_DIR"] = plugins
+    benchlib.link_plugin()
     import numpy as np
 
     import fiftyone as fo

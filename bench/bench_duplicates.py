@@ -42,37 +42,16 @@ def planted(n, d=512, seed=0):
 
 
 def populate(name, n):
-    from datetime import datetime
-
     import numpy as np
-    from bson import Binary, ObjectId
 
     import fiftyone as fo
-    import fiftyone.core.utils as fou
 
     X, pairs = planted(n)
     ds = fo.Dataset(name)
     ds.add_sample_field("emb", fo.VectorField)
     ds.add_sample_field("row", fo.IntField)
     ds.persistent = True
-    now = datetime.utcnow()
-    for s in range(0, n, 20000):
-        docs = [
-            {
-                "_id": ObjectId(),
-                "filepath": f"/bench/{i}.jpg",
-                "tags": [],
-                "metadata": None,
-                "created_at": now,
-                "last_modified_at": now,
-                "_media_type": "image",
-                "_dataset_id": ds._doc.id,
-                "emb": Binary(fou.serialize_numpy_array(X[i])),
-                "row": i,
-            }
-            for i in range(s, min(n, s + 20000))
-        ]
-        ds._sample_collection.insert_many(docs, ordered=False)
+    benchlib.insert_samples(ds, X, row=range(n))
     np.save(f"/tmp/{name}_pairs.npy", pairs)
     return ds
 

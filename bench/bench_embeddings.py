@@ -48,7 +48,9 @@ os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import benchlib
+
+REPO = benchlib.REPO
 PLUGIN_MODULE = "fiftyone.plugins.orgs.curate.clustering"
 SOURCES = (
     "astronaut",
@@ -67,10 +69,7 @@ SOURCES = (
 def link_plugin(tmp):
     """Points FiftyOne's plugins directory at this checkout (before
     fiftyone is imported)."""
-    plugins = os.path.join(tmp, "plugins")
-    os.makedirs(plugins)
-    os.symlink(REPO, os.path.join(plugins, "curate-clustering"))
-    os.environ["FIFTYONE_PLUGINS_DIR"] = plugins
+    benchlib.link_plugin(os.path.join(tmp, "plugins"))
 
 
 def make_images(folder, n, size=(640, 480), seed=0):

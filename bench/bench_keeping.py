@@ -34,7 +34,6 @@ import importlib
 import importlib.util
 import json
 import os
-import tempfile
 import time
 
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
@@ -232,9 +231,7 @@ def main():
     if args.run:
         run_case(*args.run)
         return
-    plugins = tempfile.mkdtemp(prefix="curate-bench-plugins-")
-    os.symlink(REPO, os.path.join(plugins, "curate-clustering"))
-    os.environ["FIFTYONE_PLUGINS_DIR"] = plugins
+    benchlib.link_plugin()
     rows = []
     for case in args.cases.split(","):
         if case == "digits":

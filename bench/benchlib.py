@@ -61,6 +61,48 @@ def plugin_api(operator="compute_clusters"):
     return importlib.import_module(PLUGIN_MODULE + ".api")
 
 
+def link_plugin(folder=None):
+    """Points FiftyOne's plugins directory at this checkout, whatever
+    plugins are installed (call it before fiftyone is imported)."""
+    import tempfile
+
+    folder = folder or tempfile.mkdtemp(prefix="curate-bench-plugins-")
+    os.makedirs(folder, exist_ok=True)
+    os.symlink(REPO, os.path.join(folder, "curate-clustering"))
+    os.environ["FIFTYONE_PLUGINS_DIR"] = folder
+    return folder
+
+
+def insert_samples(ds, X, **columns):
+    """Inserts one sample per row of ``X`` into ``ds`` in bulk documents
+    (20,000 at a time): ``emb`` the row, plus the values of ``columns``
+    (one list or array per field, declared by the caller)."""
+    from datetime import datetime
+
+    from bson import Binary, ObjectId
+
+    import fiftyone.core.utils as fou
+
+    now = datetime.utcnow()
+    for s in range(0, len(X), 20_000):
+        docs = [
+            {
+                "_id": ObjectId(),
+                "filepath": f"/bench/{i}.jpg",
+                "tags": [],
+                "metadata": None,
+                "created_at": now,
+                "last_modified_at": now,
+                "_media_type": "image",
+                "_dataset_id": ds._doc.id,
+                "emb": Binary(fou.serialize_numpy_array(X[i])),
+                **{k: v[i] for k, v in columns.items()},
+            }
+            for i in range(s, min(len(X), s + 20_000))
+        ]
+        ds._sample_collection.insert_many(docs, ordered=False)
+
+
 def run_child(script, *args):
     """Runs the benchmark ``script`` with ``args`` in a fresh process (a
     timed case per process: peak memory and numba's compilation are its
