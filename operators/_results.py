@@ -45,6 +45,30 @@ def _output(title, lines):
     return types.Property(outputs, view=types.View(label=title))
 
 
+def action_output(
+    title, out, headline=None, fields="Fields written", extra=()
+):
+    """The result of an action from the API's dict ``out``: a headline
+    (the App shows no title above a streamed result), the summary lines,
+    the fields and saved views written, ``extra`` Markdown and the time
+    taken."""
+    lines = [f"**{title}**: {headline}"] if headline else []
+    lines += [f"- {md(line)}" for line in out.get("summary", [])]
+    if out.get("fields"):
+        names = ", ".join(code(f) for f in out["fields"])
+        lines.append(f"**{fields}:** {names}")
+    if out.get("saved_views"):
+        names = ", ".join(code(v) for v in out["saved_views"])
+        lines.append(
+            f"**Saved view:** {names} (the view bar's saved views, or the "
+            "cluster explorer)"
+        )
+    lines += list(extra)
+    if out.get("elapsed_s") is not None:
+        lines.append(f"**Time taken:** {seconds(out['elapsed_s'])}")
+    return _output(title, lines)
+
+
 def message_output(title, markdown):
     """A result view of one line of Markdown."""
     return _output(title, [markdown])

@@ -16,7 +16,7 @@ from ._common import (
     form_params,
 )
 from ._execution import call_from_python, run_api, timed
-from ._results import code, md, seconds
+from ._results import action_output, code
 
 _FORM_ONLY = ("no_runs", "no_labels", "target_notice")
 
@@ -62,27 +62,6 @@ def _run_target(inputs, ctx, run_key, action):
             f"Only the samples of run '{run_key}' in the current view"
         ),
     )
-
-
-def _result(title, headline, out):
-    """The result the App shows: a headline (the App shows no title above
-    a streamed result), the summary, the fields and the view."""
-    lines = [f"**{title}**: {headline}"]
-    lines += [f"- {md(line)}" for line in out.get("summary", [])]
-    lines.append(
-        "**Fields written:** "
-        + ", ".join(code(f) for f in out.get("fields", []))
-    )
-    lines.append(
-        "**Saved view:** "
-        + ", ".join(code(v) for v in out.get("saved_views", []))
-        + " (the view bar's saved views, or the cluster explorer's buttons)"
-    )
-    if out.get("elapsed_s") is not None:
-        lines.append(f"**Time taken:** {seconds(out['elapsed_s'])}")
-    outputs = types.Object()
-    outputs.md("\n\n".join(lines), name="report")
-    return types.Property(outputs, view=types.View(label=title))
 
 
 class AuditLabels(HeavyOperator):
@@ -144,11 +123,11 @@ class AuditLabels(HeavyOperator):
             timed(api.audit_labels),
             ctx.target_view(),
             _unprefixed(params, ctx.params.get("method") or "trust_vote"),
-            output=lambda out: _result(
+            output=lambda out: action_output(
                 "Labels audited",
+                out,
                 f"{out['n_suspects']:,} suspects of {out['n_samples']:,} "
                 f"samples in run {code(out['run_key'])}",
-                out,
             ),
         )
 
@@ -229,12 +208,12 @@ class ComputeOutliers(HeavyOperator):
             timed(api.compute_outliers),
             ctx.target_view(),
             _unprefixed(params, method),
-            output=lambda out: _result(
+            output=lambda out: action_output(
                 "Outliers scored",
+                out,
                 f"{out['n_samples']:,} samples of run "
                 f"{code(out['run_key'])}, the top "
                 f"{out['config']['top']:,} in the saved view",
-                out,
             ),
         )
 

@@ -16,7 +16,7 @@ from ._common import (
     vector_fields,
 )
 from ._execution import call_from_python, run_api, timed
-from ._results import code, md, seconds
+from ._results import action_output
 
 _FORM_ONLY = (
     "no_runs",
@@ -29,26 +29,6 @@ _FORM_ONLY = (
 # The form computes the threshold preview for views up to this size (it
 # is cached per view; larger views show it in the result instead)
 PREVIEW_FORM_MAX = 200000
-
-
-def _output(title, out):
-    """The result the App shows: summary, fields, views and time."""
-    lines = [f"- {md(line)}" for line in out.get("summary", [])]
-    if out.get("fields"):
-        lines.append(
-            "**Fields written:** "
-            + ", ".join(code(f) for f in out.get("fields", []))
-        )
-    lines.append(
-        "**Saved view:** "
-        + ", ".join(code(v) for v in out.get("saved_views", []))
-        + " (the view bar's saved views, or the cluster explorer)"
-    )
-    if out.get("elapsed_s") is not None:
-        lines.append(f"**Time taken:** {seconds(out['elapsed_s'])}")
-    outputs = types.Object()
-    outputs.md("\n\n".join(lines), name="report")
-    return types.Property(outputs, view=types.View(label=title))
 
 
 def preview_markdown(pv):
@@ -255,7 +235,7 @@ class FindDuplicates(HeavyOperator):
             timed(api.find_duplicates),
             ctx.target_view(),
             params,
-            output=lambda out: _output("Duplicates found", out),
+            output=lambda out: action_output("Duplicates found", out),
         )
 
     def __call__(
@@ -349,7 +329,7 @@ class SelectSubset(HeavyOperator):
             timed(api.select_subset),
             ctx.target_view(),
             params,
-            output=lambda out: _output("Subset selected", out),
+            output=lambda out: action_output("Subset selected", out),
         )
 
     def __call__(

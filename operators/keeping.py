@@ -13,19 +13,9 @@ from ._common import (
     light_config,
 )
 from ._execution import call_from_python, run_api
-from ._results import code, md, seconds
+from ._results import action_output
 
 _FORM_ONLY = ("no_runs", "target_notice")
-
-
-def _lines_output(title, out, extra=()):
-    lines = [f"- {md(line)}" for line in out.get("summary", [])]
-    lines += list(extra)
-    if out.get("elapsed_s") is not None:
-        lines.append(f"**Time taken:** {seconds(out['elapsed_s'])}")
-    outputs = types.Object()
-    outputs.md("\n\n".join(lines), name="report")
-    return types.Property(outputs, view=types.View(label=title))
 
 
 class AssignClusters(HeavyOperator):
@@ -87,13 +77,10 @@ class AssignClusters(HeavyOperator):
             api.assign_clusters,
             ctx.target_view(),
             params,
-            output=lambda out: _lines_output(
+            output=lambda out: action_output(
                 "New samples assigned",
                 out,
-                [
-                    "**Fields written (new samples only):** "
-                    + ", ".join(code(f) for f in out.get("fields") or [])
-                ],
+                fields="Fields written (new samples only)",
             ),
         )
 
@@ -180,7 +167,7 @@ class CompareClusteringRuns(PluginOperator):
             "| run | cluster | size | best match | Jaccard | verdict |\n"
             "|---|---|---|---|---|---|\n" + "\n".join(rows)
         )
-        return _lines_output("Runs compared", out, [table])
+        return action_output("Runs compared", out, extra=[table])
 
     def __call__(self, sample_collection, run_key, other_run_key):
         """Compares two clustering runs on their shared samples (see
