@@ -12,10 +12,20 @@ vectors). Each order and ``sub_clusters`` value is run with the selection
 seeds 51-55: the first number is seed 51 (what the API's default seed
 gives), the second the mean.
 
+``--neighbours 10,20,30,40`` instead varies the clustering: for each
+UMAP neighbour count, the standardised digits' ARI (as
+``tests/integration/test_quality.py`` measures it) and the default
+selection's balance (spread, 3 parts, seed 51) on the three
+imbalanced sets, over UMAP seeds 51, 0 and 1.
+
 Usage::
 
     python bench/bench_subsets_quality.py
+    python bench/bench_subsets_quality.py --neighbours 10,20,30,40
 """
+
+import argparse
+
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -42,10 +52,12 @@ def imbalanced(seed):
     return d.data[keep].astype(np.float32), d.target[keep]
 
 
-def cluster(X, method, **params):
+def cluster(X, method, umap_params=None, **params):
     """``(labels, typicality, features)`` as the API has them."""
     reduce = "umap" if method == "hdbscan" else "none"
-    umap = reduce_.REDUCERS.get("umap")().params_ if reduce == "umap" else {}
+    umap = {}
+    if reduce == "umap":
+        umap = reduce_.REDUCERS.get("umap")(**(umap_params or {})).params_
     Z, _ = reduce_.preprocess(X.copy(), True, reduce, umap)
     fitted = methods.METHODS.get(method)(**params).fit(Z)
     scores = summary.summarize(X.copy(), Z, fitted.labels_, fitted)["scores"]
@@ -99,5 +111,42 @@ def main():
             print(f"| {order} | {k} | " + " | ".join(cells) + f" | {digits} |")
 
 
+def neighbours(counts, umap_seeds=(51, 0, 1)):
+    """The ARI and the default selection's balance per neighbour count."""
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.preprocessing import StandardScaler
+
+    d = load_digits()
+    Xs = StandardScaler().fit_transform(d.data).astype(np.float32)
+    sets = [imbalanced(seed) for seed in (51, 52, 53)]
+    print("| neighbours | ARI per UMAP seed | balance: min / mean | per set |")
+    print("|---|---|---|---|")
+    for nn in counts:
+        params = [dict(n_neighbors=nn, random_state=rs) for rs in umap_seeds]
+        aris = [
+            adjusted_rand_score(d.target, cluster(Xs, "hdbscan", p)[0])
+            for p in params
+        ]
+        balance = np.empty((len(sets), len(params)))
+        for i, (X, y) in enumerate(sets):
+            for j, p in enumerate(params):
+                labels, typ, F = cluster(X, "hdbscan", p)
+                rows, _ = subsets.select(labels, 300, "spread", typ, F, 51, 3)
+                balance[i, j] = entropy(y, rows)[0]
+        per_set = "; ".join(
+            " ".join(f"{e:.4f}" for e in row) for row in balance
+        )
+        print(
+            f"| {nn} | {' '.join(f'{a:.3f}' for a in aris)} | "
+            f"{balance.min():.4f} / {balance.mean():.4f} | {per_set} |"
+        )
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--neighbours", help="e.g. 10,20,30,40")
+    args = parser.parse_args()
+    if args.neighbours:
+        neighbours([int(n) for n in args.neighbours.split(",")])
+    else:
+        main()
