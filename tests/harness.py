@@ -134,6 +134,37 @@ def stop():
     shutil.rmtree(_STATE.pop("tmp"), ignore_errors=True)
 
 
+# The opening of a script for :func:`run_script`: the plugin loaded through
+# FiftyOne's plugin system; its modules ``api``, ``data`` and ``runs``
+# (``M`` names the package); ``die()``, which kills the process (SIGKILL);
+# and ``die_instead`` / ``die_after(module, name)``, which make the named
+# function kill the process instead of running, or once it has returned.
+PLUGIN_SCRIPT = r"""
+import importlib, json, os, signal, sys, threading, time
+import fiftyone as fo
+import fiftyone.operators as foo
+
+foo.get_operator("@curate/clustering/compute_clusters")
+M = "fiftyone.plugins.orgs.curate.clustering"
+api = importlib.import_module(M + ".api")
+data = importlib.import_module(M + ".data")
+runs = importlib.import_module(M + ".runs")
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def die_instead(module, name):
+    setattr(module, name, die)
+
+def die_after(module, name):
+    real = getattr(module, name)
+    def call_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        die()
+    setattr(module, name, call_then_die)
+"""
+
+
 def run_script(script, *args, env, expect=0, timeout=300):
     """Runs the Python source ``script`` with ``args`` in a fresh process
     (``env``: :data:`TEST_ENV` over the caller's environment); fails the

@@ -251,35 +251,15 @@ def test_stability_option(api, dataset_name):
 #   kill_before_record  once the values are in place and declared, before
 #                       the run's record of the call is saved
 #   kill_after_record   once the record is saved, before the claim is done
-ASSIGN_RUNNER = r"""
-import importlib, json, os, signal, sys
-import fiftyone as fo
-import fiftyone.operators as foo
-
-foo.get_operator("@curate/clustering/compute_clusters")
-M = "fiftyone.plugins.orgs.curate.clustering"
-api = importlib.import_module(M + ".api")
-data = importlib.import_module(M + ".data")
+ASSIGN_RUNNER = harness.PLUGIN_SCRIPT + r"""
 assign = importlib.import_module(M + ".api.assign")
 name, key, fault = sys.argv[1], sys.argv[2], sys.argv[3]
-
-def die(*a, **k):
-    os.kill(os.getpid(), signal.SIGKILL)
-
 if fault == "kill_after_merge":
-    real_merge = data._merge_values
-    def merge_then_die(*args):
-        real_merge(*args)
-        die()
-    data._merge_values = merge_then_die
+    die_after(data, "_merge_values")
 elif fault == "kill_before_record":
-    assign._save_record = die
+    die_instead(assign, "_save_record")
 elif fault == "kill_after_record":
-    real_save = assign._save_record
-    def save_then_die(*args):
-        real_save(*args)
-        die()
-    assign._save_record = save_then_die
+    die_after(assign, "_save_record")
 out = api.assign_clusters(fo.load_dataset(name), key)
 print("RESULT " + json.dumps({"n": out["n_assigned"]}))
 """

@@ -283,16 +283,8 @@ def test_bad_subset_sizes_write_nothing(api, dataset_name, n, message):
 
 # Runs find_duplicates in a fresh process, killed (SIGKILL) when it
 # registers its run: its fields and its saved view are written
-KILLED_DUPLICATES = r"""
-import importlib, os, signal, sys
-import fiftyone as fo
-import fiftyone.operators as foo
-
-foo.get_operator("@curate/clustering/compute_clusters")
-M = "fiftyone.plugins.orgs.curate.clustering"
-api = importlib.import_module(M + ".api")
-runs = importlib.import_module(M + ".runs")
-runs.register = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+KILLED_DUPLICATES = harness.PLUGIN_SCRIPT + r"""
+die_instead(runs, "register")
 api.find_duplicates(fo.load_dataset(sys.argv[1]), "d", "px")
 """
 

@@ -220,24 +220,9 @@ def test_outliers_are_scored_stored_and_replaced(api, digits):
 
 # Runs compute_outliers in a fresh process, killed (SIGKILL) either
 # before or after the run's record of the call is saved
-KILLED_ACTION = r"""
-import importlib, os, signal, sys
-import fiftyone as fo
-import fiftyone.operators as foo
-
-foo.get_operator("@curate/clustering/compute_clusters")
-M = "fiftyone.plugins.orgs.curate.clustering"
-api = importlib.import_module(M + ".api")
-runs = importlib.import_module(M + ".runs")
+KILLED_ACTION = harness.PLUGIN_SCRIPT + r"""
 name, when = sys.argv[1], sys.argv[2]
-real_save = runs.save_action
-
-def save_and_die(*args, **kwargs):
-    if when == "after":
-        real_save(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-runs.save_action = save_and_die
+(die_after if when == "after" else die_instead)(runs, "save_action")
 api.compute_outliers(fo.load_dataset(name), "k")
 """
 

@@ -15,6 +15,8 @@ import pytest
 import fiftyone as fo
 import fiftyone.core.odm as odm
 
+import harness
+
 CLAIMS = "curate_clustering_claims"
 
 # Runs compute_clusters on a dataset in a fresh process, with a fault:
@@ -25,22 +27,10 @@ CLAIMS = "curate_clustering_claims"
 #   kill_between_fields   SIGKILL after the first field was declared
 #   kill_before_results   SIGKILL after the run was registered, before its
 #                         results are saved
-RUNNER = r"""
-import importlib, json, os, signal, sys, threading, time
-import fiftyone as fo
-import fiftyone.operators as foo
-
-foo.get_operator("@curate/clustering/compute_clusters")
-M = "fiftyone.plugins.orgs.curate.clustering"
-api = importlib.import_module(M + ".api")
-data = importlib.import_module(M + ".data")
-runs = importlib.import_module(M + ".runs")
+RUNNER = harness.PLUGIN_SCRIPT + r"""
 methods = importlib.import_module(M + ".core.methods")
 name, key, fault, kwargs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 kwargs = json.loads(kwargs)
-
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
 
 if fault.startswith("slow:"):
     _, seconds, marker = fault.split(":", 2)
@@ -51,11 +41,7 @@ if fault.startswith("slow:"):
         return real_fit(self, X)
     methods.KMeans._fit = slow_fit
 elif fault == "kill_after_merge":
-    real_merge = data._merge_values
-    def merge_then_die(*args):
-        real_merge(*args)
-        die()
-    data._merge_values = merge_then_die
+    die_after(data, "_merge_values")
 elif fault == "kill_during_merge":
     import pymongo.collection
     real_aggregate = pymongo.collection.Collection.aggregate
@@ -80,9 +66,7 @@ elif fault == "kill_between_fields":
         return out
     fo.Dataset.add_sample_field = add_then_die
 elif fault == "kill_before_results":
-    def save_and_die(*a, **k):
-        die()
-    runs.save_results = save_and_die
+    die_instead(runs, "save_results")
 
 ds = fo.load_dataset(name)
 try:
