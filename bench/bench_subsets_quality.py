@@ -18,10 +18,16 @@ UMAP neighbour count, the standardised digits' ARI (as
 selection's balance (spread, 3 parts, seed 51) on the three
 imbalanced sets, over UMAP seeds 51, 0 and 1.
 
+``--bound`` prints, per imbalanced set and UMAP seed, the highest balance
+any choice within the clusters could reach: the clusters' equal shares
+fixed, the members chosen knowing their digits (a concave maximisation
+over the shares' digit counts, solved with SLSQP).
+
 Usage::
 
     python bench/bench_subsets_quality.py
     python bench/bench_subsets_quality.py --neighbours 10,20,30,40
+    python bench/bench_subsets_quality.py --bound
 """
 
 import argparse
@@ -142,11 +148,62 @@ def neighbours(counts, umap_seeds=(51, 0, 1)):
         )
 
 
+def best_possible(labels, y, n=300):
+    """The highest label entropy (over log(10)) of ``n`` rows taken with
+    the clusters' quotas of :func:`core.subsets.allocate`, and the digit
+    counts that reach it (fractional: the relaxation's optimum)."""
+    from scipy.optimize import minimize
+
+    ids = np.unique(labels)
+    comp = np.array([np.bincount(y[labels == c], minlength=10) for c in ids])
+    quota = subsets.allocate(comp.sum(1), n)
+    cells = np.flatnonzero(comp.ravel())  # (cluster, digit) pairs present
+
+    def counts(v):
+        x = np.zeros(comp.size)
+        x[cells] = v
+        return x.reshape(comp.shape)
+
+    def negative_entropy(v):
+        p = np.clip(counts(v).sum(0) / n, 1e-12, None)
+        return float((p * np.log(p)).sum())
+
+    fill = [
+        {"type": "eq", "fun": lambda v, c=c: counts(v)[c].sum() - quota[c]}
+        for c in range(len(ids))
+    ]
+    start = (comp / comp.sum(1, keepdims=True) * quota[:, None]).ravel()
+    best = minimize(
+        negative_entropy,
+        start[cells],
+        method="SLSQP",
+        bounds=[(0, comp.ravel()[i]) for i in cells],
+        constraints=fill,
+        options=dict(maxiter=500, ftol=1e-12),
+    )
+    return -best.fun / np.log(10), counts(best.x).sum(0)
+
+
+def bound(umap_seeds=(51, 0, 1)):
+    print("| set | UMAP seed | best possible | its digit counts 0-9 |")
+    print("|---|---|---|---|")
+    for seed in (51, 52, 53):
+        X, y = imbalanced(seed)
+        for rs in umap_seeds:
+            labels = cluster(X, "hdbscan", dict(random_state=rs))[0]
+            h, t = best_possible(labels, y)
+            digits = ", ".join(f"{c:.1f}" for c in t)
+            print(f"| imbalanced {seed} | {rs} | {h:.4f} | {digits} |")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--neighbours", help="e.g. 10,20,30,40")
+    parser.add_argument("--bound", action="store_true")
     args = parser.parse_args()
-    if args.neighbours:
+    if args.bound:
+        bound()
+    elif args.neighbours:
         neighbours([int(n) for n in args.neighbours.split(",")])
     else:
         main()
