@@ -292,7 +292,8 @@ class SelectSubset(HeavyOperator):
             label="Samples to select",
             description=(
                 "An equal share per cluster, capped by the cluster's size; "
-                "at least the number of clusters"
+                "at least the number of clusters. A kind of image split "
+                "over two clusters gets two shares: merge them first"
             ),
         )
         inputs.str("tag", label="Tag the chosen samples (optional)")

@@ -159,6 +159,8 @@ def test_duplicates_and_subsets_from_the_explorer(
     # each cluster's share is shared among 3 k-means parts by default
     assert "Parts per cluster" in select["form"], select["form"]
     assert select["parts"] == "3", select
+    # and says what to do about a kind split over two clusters
+    assert "merge them first" in select["form"], select["form"]
     assert f"Subset of {n_subset} samples" in select["result"]
     assert select["count"] == n_subset
     subset = ds.load_saved_view("km subset")
