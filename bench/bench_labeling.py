@@ -8,9 +8,9 @@ answering every request after ``--latency`` seconds, once with
 (a sequential client). Every image is a distinct 1024 x 768 JPEG file,
 turned into a 512-px thumbnail on the way, as in real use.
 
-Run from the repository root::
+Usage::
 
-    .venv/bin/python -m bench.bench_labeling
+    .venv/bin/python bench/bench_labeling.py
 """
 
 import argparse
@@ -22,8 +22,12 @@ import time
 import numpy as np
 from PIL import Image
 
-from core import labeling
-from tests.llm_server import LLMServer
+import benchlib
+
+labeling = benchlib.core("labeling")
+LLMServer = benchlib.load(
+    "llm_server", os.path.join(benchlib.REPO, "tests", "llm_server.py")
+).LLMServer
 
 logger = logging.getLogger(__name__)
 
