@@ -285,11 +285,10 @@ def _raw(ds):
     return schema, colls, results, docs
 
 
-@pytest.mark.parametrize("fault", ["kill_after_merge", "kill_before_record"])
-def test_a_killed_assignment_is_repaired(api, dataset_name, test_env, fault):
-    """A process killed while it writes new samples' ids leaves a claim;
-    the repair unsets what it wrote on those samples only, and the next
-    call assigns them."""
+def _killed_assignment(api, dataset_name, test_env, fault):
+    """The digits with run 'k' of the train samples, and an assignment of
+    the new ones killed at ``fault`` in another process; returns the
+    dataset and its raw state before the kill."""
     ds = _digits(dataset_name)
     ds.persistent = True  # the other process loads it
     api.compute_clusters(
@@ -308,6 +307,15 @@ def test_a_killed_assignment_is_repaired(api, dataset_name, test_env, fault):
         env=test_env,
         expect=-signal.SIGKILL,
     )
+    return ds, before
+
+
+@pytest.mark.parametrize("fault", ["kill_after_merge", "kill_before_record"])
+def test_a_killed_assignment_is_repaired(api, dataset_name, test_env, fault):
+    """A process killed while it writes new samples' ids leaves a claim;
+    the repair unsets what it wrote on those samples only, and the next
+    call assigns them."""
+    ds, before = _killed_assignment(api, dataset_name, test_env, fault)
     ds.reload()
     n_new = len(ds.match_tags("new"))
     # the dead call wrote its values
@@ -327,22 +335,8 @@ def test_an_assignment_killed_after_its_record_is_kept(
 ):
     """Killed once the run's record of the call is saved: the call had
     finished, so the repair keeps its values and its record."""
-    ds = _digits(dataset_name)
-    ds.persistent = True
-    api.compute_clusters(
-        ds.match_tags("train"),
-        "k",
-        "emb",
-        method="kmeans",
-        kmeans__n_clusters=10,
-    )
-    harness.run_script(
-        ASSIGN_RUNNER,
-        ds.name,
-        "k",
-        "kill_after_record",
-        env=test_env,
-        expect=-signal.SIGKILL,
+    ds, _ = _killed_assignment(
+        api, dataset_name, test_env, "kill_after_record"
     )
     ds.reload()
     written = _raw(ds)
