@@ -17,6 +17,7 @@ import {
   openApp,
   openExplorer,
   run,
+  scrollTo,
   shot,
   stepper,
   tableAfter,
@@ -125,7 +126,7 @@ async function main(page, panel) {
     const verdicts = await tableContent(tableAfter(panel, "Verdicts (click"));
     const flows = await tableContent(tableAfter(panel, "Largest flows"));
     const map = await flowMap(panel);
-    await text.scrollIntoViewIfNeeded();
+    await scrollTo(text);
     await shot(page, "compare_runs.png");
     await shot(panel.locator(".js-plotly-plot").last(), "compare_map.png");
     return { text: clean(await text.innerText()), verdicts, flows, map };

@@ -25,6 +25,7 @@ import {
   openApp,
   openExplorer,
   run,
+  scrollTo,
   shot,
   stepper,
   TIMEOUT,
@@ -114,7 +115,7 @@ async function waitForHeader(page, panel, header) {
 // `header`, the whole grid drawn
 async function columnShown(page, panel, header, shotName) {
   const shown = await waitForHeader(page, panel, header);
-  await panel.locator("table").first().scrollIntoViewIfNeeded();
+  await scrollTo(panel.locator("table").first());
   await settled(page);
   await shot(page, shotName);
   return { ...shown, buttons: await buttons(panel) };
@@ -283,7 +284,7 @@ async function main(page, panel) {
     const button = panel.getByRole("button", { name: "Tag shown" });
     await button.waitFor({ timeout: WAIT });
     const input = inputAfter(panel, "Adds this tag to every sample the grid");
-    await input.scrollIntoViewIfNeeded();
+    await scrollTo(input);
     await input.click();
     await input.fill(config.tag);
     await page.waitForTimeout(1000); // the panel's state takes it

@@ -27,6 +27,7 @@ import {
   openExplorer,
   run,
   saveReport,
+  scrollTo,
   shot,
   stepper,
   TIMEOUT,
@@ -129,10 +130,7 @@ async function findDuplicates(page, panel) {
     .catch(() => null);
   await shot(page, "duplicates_form.png");
   // the example pairs, scrolled into view
-  await dialog
-    .locator('img[src*="/media?filepath="]')
-    .first()
-    .scrollIntoViewIfNeeded();
+  await scrollTo(dialog.locator('img[src*="/media?filepath="]').first());
   await page.waitForTimeout(500);
   await shot(page, "duplicates_form_pairs.png");
   const thumbs = await thumbnails(dialog);
@@ -187,7 +185,7 @@ async function histogram(page, panel) {
     .evaluate((el) => el.scrollIntoView({ block: "center" }));
   await page.waitForTimeout(800);
   await shot(page, "explorer_duplicates.png");
-  await panel.getByText("Pairs just above it").scrollIntoViewIfNeeded();
+  await scrollTo(panel.getByText("Pairs just above it"));
   await page.waitForTimeout(800);
   await shot(page, "explorer_duplicates_pairs.png");
   return { bars, text, thumbs };

@@ -26,6 +26,7 @@ import {
   openApp,
   openExplorer,
   run,
+  scrollTo,
   shot,
   stepper,
   TIMEOUT,
@@ -298,7 +299,7 @@ async function merge(page, panel, first) {
   let whileAsked = null;
   if (asked) {
     questionText = clean(await question.innerText());
-    await question.scrollIntoViewIfNeeded();
+    await scrollTo(question);
     await page.waitForTimeout(500);
     whileAsked = await shown(panel);
     await shot(page, "explorer_merge_question.png");

@@ -105,6 +105,21 @@ export async function waitForCount(page, n, timeout = WAIT, pause = 0) {
   return gridCount(page);
 }
 
+// Scrolls a locator's element into view. The panel renders again when its
+// state changes, which can replace the element while Playwright scrolls
+// ("not attached to the DOM"): the locator then finds the new element and
+// this tries again.
+export async function scrollTo(locator, tries = 5) {
+  for (let i = 1; ; i++) {
+    try {
+      return await locator.scrollIntoViewIfNeeded();
+    } catch (e) {
+      if (i >= tries || !/not attached/.test(e.message)) throw e;
+      await locator.page().waitForTimeout(300);
+    }
+  }
+}
+
 // The input that follows a form field's description text
 export function inputAfter(scope, description) {
   return scope
