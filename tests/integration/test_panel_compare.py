@@ -179,9 +179,6 @@ def test_comparison_verdicts_flows_and_moved_samples(api, stab):
     best_b = {
         c["id"]: c["best_match"] for c in out["clusters"] if c["run"] == "b"
     }
-    best_b = {
-        c["id"]: c["best_match"] for c in out["clusters"] if c["run"] == "b"
-    }
     cells = {}
     for trace in (stayed, moved):
         for i, r in enumerate(rows):
@@ -245,6 +242,36 @@ def test_comparison_verdicts_flows_and_moved_samples(api, stab):
     assert app.has("compare_flow_map")
     app.click("close_compare")
     assert not app.has("compare_flow_map")
+
+
+def test_a_map_cell_is_a_share_of_its_whole_cluster(api, dataset_name):
+    """Two unrelated runs of 30 clusters over 3,000 samples have about
+    900 flows, more than the comparison keeps: each cell's share is still
+    of its row's whole cluster, not of the flows kept."""
+    rng = np.random.default_rng(0)
+    ds = make_dataset(dataset_name, rng.normal(size=(3000, 8)))
+    ds.set_values("emb2", list(rng.normal(size=(3000, 8))))
+    for key, field in (("a", "emb"), ("b", "emb2")):
+        api.compute_clusters(
+            ds, key, field, method="kmeans", kmeans__n_clusters=30
+        )
+    out = api.compare_clustering_runs(ds, "a", "b")
+    pairs = zip(ds.values("a_cluster"), ds.values("b_cluster"))
+    assert len(out["flows"]) < len(set(pairs))  # some flows were left out
+    app = App(ds)
+    app.call("on_load")
+    app.call("on_change_run", value="a")
+    app.call("on_compare", value="b")
+    size = ds.count_values("a_cluster")
+    checked = 0
+    for trace in app.display()["compare_flow_map"]:
+        for i, row in enumerate(trace["y"]):
+            for j, share in enumerate(trace["z"][i]):
+                if share is not None:
+                    n = trace["text"][i][j]
+                    assert share == pytest.approx(n / size[row], abs=1e-4)
+                    checked += 1
+    assert checked > 100
 
 
 def test_the_map_of_two_large_runs_shows_only_cells_it_can_hold(plugin):
