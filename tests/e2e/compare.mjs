@@ -189,6 +189,28 @@ async function main(page, panel) {
     await shot(page, "compare_map_click.png");
     return { cell: best, grid, note: clean(note) };
   });
+
+  // A drag across the map, as a user trying to select: the map must not
+  // zoom (its axes' ranges stay)
+  await step(page, "map_drag", async () => {
+    const plot = panel.locator(".js-plotly-plot").last();
+    const ranges = () =>
+      plot.evaluate((gd) => [
+        gd._fullLayout.xaxis.range.slice(),
+        gd._fullLayout.yaxis.range.slice(),
+      ]);
+    const before = await ranges();
+    const { cells } = await flowMap(panel);
+    const box = await plot.boundingBox();
+    const [from, to] = [cells[0], cells[cells.length - 1]];
+    await page.mouse.move(box.x + from.px, box.y + from.py);
+    await page.mouse.down();
+    await page.mouse.move(box.x + to.px, box.y + to.py, { steps: 10 });
+    await page.mouse.up();
+    await page.waitForTimeout(1000);
+    await shot(page, "compare_map_dragged.png");
+    return { before, after: await ranges() };
+  });
 }
 
 // The flow map as Plotly drew it: its traces' types, its axes' clusters,

@@ -53,6 +53,7 @@ def test_keeping_clusters_in_the_app(api, color_dataset, browser):
         (check_assign, (ds,)),
         (check_comparison, (api, ds)),
         (check_clicks, (ds,)),
+        (check_map_does_not_zoom, ()),
     )
     for check, args in checks:
         try:
@@ -160,3 +161,10 @@ def check_clicks(report, ds):
         & F(f"{other}_cluster").exists()
     )
     assert len(expected) == moved, (verdict, len(expected))
+
+
+def check_map_does_not_zoom(report):
+    """A drag across the map (made to be clicked) leaves its axes as they
+    were: no zoom box, no lost cells."""
+    dragged = step(report, "map_drag")
+    assert dragged["before"] == dragged["after"], dragged
